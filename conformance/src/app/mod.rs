@@ -1,0 +1,98 @@
+//! The APP.md conformance app running on fawkes: the same endpoint, socket,
+//! channels and HTTP API as the Phoenix app the transcripts were recorded
+//! from.
+
+mod api;
+mod presence_channel;
+mod private_channel;
+mod room_channel;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fawkes::presence::PresenceOptions;
+use fawkes::socket::ConnectRefused;
+use fawkes::{ConnectInfo, Connected, Endpoint, Socket, SocketOptions};
+use serde_json::Value;
+
+pub use presence_channel::PresenceChannel;
+pub use private_channel::PrivateChannel;
+pub use room_channel::RoomChannel;
+
+/// The socket of APP.md: `token=bad` is refused; `user_id` (or `"anon"`)
+/// is assigned; the socket id is `users_socket:<user_id>`.
+pub fn socket(options: SocketOptions) -> Socket {
+    Socket::new()
+        .connect(|info: ConnectInfo| async move { connect(&info) })
+        .channel("room:*", RoomChannel::default)
+        .channel("presence:*", PresenceChannel::default)
+        .channel("private:*", PrivateChannel::default)
+        .options(options)
+}
+
+fn connect(info: &ConnectInfo) -> Result<Connected, ConnectRefused> {
+    if info.param("token") == Some("bad") {
+        return Err(ConnectRefused);
+    }
+    let user_id = info.param("user_id").unwrap_or("anon").to_owned();
+    let mut connected = Connected {
+        id: Some(format!("users_socket:{user_id}")),
+        ..Connected::default()
+    };
+    connected.assigns.insert("user_id".into(), Value::String(user_id));
+    Ok(connected)
+}
+
+/// The endpoint of APP.md: `/socket` (websocket + longpoll, defaults) and
+/// `/idle` (websocket, 1500 ms idle timeout), presence diffs unbatched, and
+/// `POST /api/broadcast`.
+pub fn endpoint() -> Endpoint {
+    let builder = Endpoint::builder();
+    let pubsub = builder.pubsub().clone();
+    builder
+        .socket(
+            "/socket",
+            socket(SocketOptions {
+                longpoll: true,
+                ..SocketOptions::default()
+            }),
+        )
+        .socket(
+            "/idle",
+            socket(SocketOptions {
+                idle_timeout: Duration::from_millis(1500),
+                ..SocketOptions::default()
+            }),
+        )
+        .presence(PresenceOptions {
+            batch_window: Duration::ZERO,
+        })
+        .handler(move |req| api::handle(pubsub.clone(), req))
+        .build()
+}
+
+/// Serve the conformance app on `addr` until Ctrl-C.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "conformance app listening");
+    endpoint()
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+/// Elixir truthiness: everything but `nil` and `false` (and absence).
+pub(crate) fn truthy(value: Option<&Value>) -> bool {
+    !matches!(value, None | Some(Value::Null) | Some(Value::Bool(false)))
+}
+
+/// `payload["key"]` as Elixir's Access does it: `nil` on a nil payload,
+/// a crash on anything that is not a map.
+pub(crate) fn field(payload: &fawkes::Payload, key: &str) -> Value {
+    match payload {
+        fawkes::Payload::Json(Value::Object(map)) => map.get(key).cloned().unwrap_or(Value::Null),
+        fawkes::Payload::Json(Value::Null) => Value::Null,
+        other => panic!("cannot read {key:?} from a non-map payload: {other:?}"),
+    }
+}

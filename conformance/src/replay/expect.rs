@@ -1,0 +1,312 @@
+//! The observations still expected after an action, and matching live
+//! observations against them.
+//!
+//! Each connection keeps two queues: its `presence_state` frames and all its
+//! other observations, each in recorded order. A live observation is matched
+//! against the head of the queue of its kind, so a `presence_state` may
+//! arrive before or after the connection's `presence_diff`s (Phoenix races
+//! them), while everything else keeps the recorded order per connection.
+//! Different connections are independent.
+
+use std::collections::{HashMap, VecDeque};
+
+use base64::Engine as _;
+
+use super::normalize::{self, Bindings, Difference};
+use super::transcript::{Expected, ExpectedRecv};
+use super::ws::Observed;
+
+/// Longest rendering of a frame in messages.
+const MAX_SHOWN: usize = 240;
+
+#[derive(Debug, Default)]
+struct ConnQueues {
+    presence: VecDeque<ExpectedRecv>,
+    other: VecDeque<ExpectedRecv>,
+}
+
+/// The result of offering a live observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Offer {
+    /// It matched this expected observation, which is now consumed.
+    Matched(ExpectedRecv),
+    /// Nothing (more) is expected on that connection.
+    Unexpected,
+    /// It differs from the expected observation it was compared with.
+    Mismatch {
+        /// The expected observation it was compared with.
+        expected: ExpectedRecv,
+        /// How it differs.
+        difference: Difference,
+    },
+}
+
+/// The outstanding expected observations of one action.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    conns: HashMap<String, ConnQueues>,
+}
+
+impl Expectations {
+    /// Builds the queues from the action's recorded observations.
+    pub fn new(expected: &[ExpectedRecv]) -> Self {
+        let mut conns: HashMap<String, ConnQueues> = HashMap::new();
+        for e in expected {
+            let queues = conns.entry(e.conn.clone()).or_default();
+            let is_presence_state = match &e.expected {
+                Expected::Text(text) => normalize::is_presence_state_text(text),
+                _ => false,
+            };
+            if is_presence_state {
+                queues.presence.push_back(e.clone());
+            } else {
+                queues.other.push_back(e.clone());
+            }
+        }
+        Self { conns }
+    }
+
+    /// Whether every expected observation has arrived.
+    pub fn is_done(&self) -> bool {
+        self.conns
+            .values()
+            .all(|q| q.presence.is_empty() && q.other.is_empty())
+    }
+
+    /// The outstanding observations, in recorded (step) order.
+    pub fn missing(&self) -> Vec<&ExpectedRecv> {
+        let mut all: Vec<&ExpectedRecv> = self
+            .conns
+            .values()
+            .flat_map(|q| q.presence.iter().chain(q.other.iter()))
+            .collect();
+        all.sort_by_key(|e| e.step);
+        all
+    }
+
+    /// Matches a live observation on `conn`; on success the expected
+    /// observation is consumed and the bindings extended.
+    pub fn offer(&mut self, conn: &str, got: &Observed, bindings: &mut Bindings) -> Offer {
+        let Some(queues) = self.conns.get_mut(conn) else {
+            return Offer::Unexpected;
+        };
+        let live_presence_state = match got {
+            Observed::Text(text) => normalize::is_presence_state_text(text),
+            _ => false,
+        };
+        let queue = if live_presence_state && !queues.presence.is_empty() {
+            &mut queues.presence
+        } else if !queues.other.is_empty() {
+            &mut queues.other
+        } else if !queues.presence.is_empty() {
+            &mut queues.presence
+        } else {
+            return Offer::Unexpected;
+        };
+        let Some(head) = queue.front() else {
+            return Offer::Unexpected;
+        };
+        match match_observation(&head.expected, got, bindings) {
+            Ok(()) => match queue.pop_front() {
+                Some(e) => Offer::Matched(e),
+                None => Offer::Unexpected,
+            },
+            Err(difference) => Offer::Mismatch {
+                expected: head.clone(),
+                difference,
+            },
+        }
+    }
+}
+
+/// Compares one recorded observation with a live one.
+pub fn match_observation(
+    expected: &Expected,
+    got: &Observed,
+    bindings: &mut Bindings,
+) -> Result<(), Difference> {
+    match (expected, got) {
+        (Expected::Text(e), Observed::Text(g)) => normalize::match_text(e, g, bindings),
+        (Expected::Binary(e), Observed::Binary(g)) => normalize::match_binary(e, g),
+        (Expected::Closed { code: e, .. }, Observed::Closed(g, _)) => {
+            if e == g {
+                Ok(())
+            } else {
+                Err(Difference {
+                    path: "close code".to_owned(),
+                    detail: format!("expected {}, got {}", show_code(*e), show_code(*g)),
+                })
+            }
+        }
+        _ => Err(Difference {
+            path: "$".to_owned(),
+            detail: "different kind of observation".to_owned(),
+        }),
+    }
+}
+
+fn show_code(code: Option<u16>) -> String {
+    code.map_or_else(|| "null (no close frame)".to_owned(), |c| c.to_string())
+}
+
+fn shorten(s: &str) -> String {
+    let s = s.replace(['\n', '\r'], " ");
+    if s.chars().count() <= MAX_SHOWN {
+        return s;
+    }
+    let cut: String = s.chars().take(MAX_SHOWN).collect();
+    format!("{cut}…")
+}
+
+/// A one-line rendering of an expected observation.
+pub fn describe_expected(e: &Expected) -> String {
+    match e {
+        Expected::Text(t) => format!("text {}", shorten(t)),
+        Expected::Binary(b) => format!(
+            "binary {}",
+            shorten(&base64::engine::general_purpose::STANDARD.encode(b))
+        ),
+        Expected::Closed { code, .. } => format!("closed (code {})", show_code(*code)),
+    }
+}
+
+/// A one-line rendering of a live observation.
+pub fn describe_observed(o: &Observed) -> String {
+    match o {
+        Observed::Text(t) => format!("text {}", shorten(t)),
+        Observed::Binary(b) => format!(
+            "binary {}",
+            shorten(&base64::engine::general_purpose::STANDARD.encode(b))
+        ),
+        Observed::Closed(code, reason) if reason.is_empty() => {
+            format!("closed (code {})", show_code(*code))
+        }
+        Observed::Closed(code, reason) => {
+            format!("closed (code {}, {})", show_code(*code), shorten(reason))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(step: usize, conn: &str, t: &str) -> ExpectedRecv {
+        ExpectedRecv {
+            step,
+            conn: conn.to_owned(),
+            expected: Expected::Text(t.to_owned()),
+        }
+    }
+
+    const REPLY: &str = r#"["1","1","presence:lobby","phx_reply",{"response":{},"status":"ok"}]"#;
+    const DIFF: &str = r#"[null,null,"presence:lobby","presence_diff",{"joins":{"alice":{"metas":[{"phx_ref":"R1"}]}},"leaves":{}}]"#;
+    const STATE: &str =
+        r#"["1",null,"presence:lobby","presence_state",{"alice":{"metas":[{"phx_ref":"R1"}]}}]"#;
+    const LIVE_DIFF: &str = r#"[null,null,"presence:lobby","presence_diff",{"joins":{"alice":{"metas":[{"phx_ref":"L1"}]}},"leaves":{}}]"#;
+    const LIVE_STATE: &str =
+        r#"["1",null,"presence:lobby","presence_state",{"alice":{"metas":[{"phx_ref":"L1"}]}}]"#;
+
+    fn live(t: &str) -> Observed {
+        Observed::Text(t.to_owned())
+    }
+
+    #[test]
+    fn presence_state_may_overtake_diffs() {
+        let mut b = Bindings::new();
+        let mut ex =
+            Expectations::new(&[text(5, "a", REPLY), text(6, "a", DIFF), text(7, "a", STATE)]);
+        assert!(matches!(ex.offer("a", &live(REPLY), &mut b), Offer::Matched(e) if e.step == 5));
+        assert!(
+            matches!(ex.offer("a", &live(LIVE_STATE), &mut b), Offer::Matched(e) if e.step == 7)
+        );
+        assert!(
+            matches!(ex.offer("a", &live(LIVE_DIFF), &mut b), Offer::Matched(e) if e.step == 6)
+        );
+        assert!(ex.is_done());
+        assert!(matches!(
+            ex.offer("a", &live(REPLY), &mut b),
+            Offer::Unexpected
+        ));
+    }
+
+    #[test]
+    fn other_frames_keep_recorded_order_per_conn() {
+        let mut b = Bindings::new();
+        let mut ex =
+            Expectations::new(&[text(1, "a", REPLY), text(2, "a", DIFF), text(3, "b", REPLY)]);
+        // Conns interleave freely.
+        assert!(matches!(
+            ex.offer("b", &live(REPLY), &mut b),
+            Offer::Matched(_)
+        ));
+        // But within "a", the diff may not come first.
+        match ex.offer("a", &live(LIVE_DIFF), &mut b) {
+            Offer::Mismatch { expected, .. } => assert_eq!(expected.step, 1),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(b.is_empty(), "failed comparison must not bind");
+        assert_eq!(
+            ex.missing().iter().map(|e| e.step).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        assert!(matches!(
+            ex.offer("c", &live(REPLY), &mut b),
+            Offer::Unexpected
+        ));
+    }
+
+    #[test]
+    fn closes_compare_by_code_only() {
+        let mut b = Bindings::new();
+        let closed = |code| ExpectedRecv {
+            step: 1,
+            conn: "a".to_owned(),
+            expected: Expected::Closed {
+                code,
+                reason: "ignored".to_owned(),
+            },
+        };
+        let mut ex = Expectations::new(&[closed(Some(1000))]);
+        assert!(matches!(
+            ex.offer(
+                "a",
+                &Observed::Closed(Some(1000), "other".to_owned()),
+                &mut b
+            ),
+            Offer::Matched(_)
+        ));
+        let mut ex = Expectations::new(&[closed(None)]);
+        assert!(matches!(
+            ex.offer("a", &Observed::Closed(Some(1000), String::new()), &mut b),
+            Offer::Mismatch { .. }
+        ));
+        assert!(matches!(
+            ex.offer("a", &Observed::Closed(None, String::new()), &mut b),
+            Offer::Matched(_)
+        ));
+    }
+
+    #[test]
+    fn binary_frames_compare_exactly() {
+        let mut b = Bindings::new();
+        let e = ExpectedRecv {
+            step: 1,
+            conn: "a".to_owned(),
+            expected: Expected::Binary(vec![2, 3]),
+        };
+        let mut ex = Expectations::new(std::slice::from_ref(&e));
+        assert!(matches!(
+            ex.offer("a", &Observed::Binary(vec![2, 4]), &mut b),
+            Offer::Mismatch { .. }
+        ));
+        assert!(matches!(
+            ex.offer("a", &Observed::Text("[]".to_owned()), &mut b),
+            Offer::Mismatch { .. }
+        ));
+        assert!(matches!(
+            ex.offer("a", &Observed::Binary(vec![2, 3]), &mut b),
+            Offer::Matched(_)
+        ));
+    }
+}

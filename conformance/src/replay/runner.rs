@@ -1,0 +1,413 @@
+//! Replaying one transcript against a live server.
+//!
+//! Actions run in order. After each action the runner collects what the
+//! server sends (on all connections of the transcript) until every recorded
+//! observation of that action has matched, failing on the first difference,
+//! on anything unexpected, or when the deadline passes; then it requires the
+//! connections to stay quiet for the settle window.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+
+use super::expect::{describe_expected, describe_observed, Expectations, Offer};
+use super::http::{self, BaseUrl, HttpError};
+use super::normalize::{self, encode_uri_component, Bindings, Difference, TokenMap};
+use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
+use super::ws::{self, Connected, Observation, WsConn, WsError};
+
+/// How a replay is run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The server under test.
+    pub base: BaseUrl,
+    /// Replaces every transcript's settle window when set.
+    pub settle_override: Option<Duration>,
+    /// How long after an action (after its sleep) the expected frames may take.
+    pub frame_deadline: Duration,
+    /// Timeout of one websocket handshake.
+    pub connect_timeout: Duration,
+    /// Timeout of one HTTP request (longpoll GETs may be held by the server).
+    pub http_timeout: Duration,
+    /// Pause after closing a transcript's connections.
+    pub cleanup_pause: Duration,
+}
+
+impl RunConfig {
+    /// The default timings for `base`.
+    pub fn new(base: BaseUrl) -> Self {
+        Self {
+            base,
+            settle_override: None,
+            frame_deadline: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(30),
+            cleanup_pause: Duration::from_millis(150),
+        }
+    }
+}
+
+/// Why a transcript did not replay identically.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The transcript itself is unusable.
+    #[error("{0}")]
+    Transcript(#[from] TranscriptError),
+    /// The websocket handshake answered another status.
+    #[error("step {step} (conn {conn}): expected handshake status {expected}, got {got}")]
+    HandshakeStatus {
+        /// The `connected` step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+        /// Recorded status.
+        expected: u16,
+        /// Live status.
+        got: u16,
+    },
+    /// The websocket handshake failed outright.
+    #[error("step {step} (conn {conn}): connect failed: {source}")]
+    Connect {
+        /// The `connect` step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+        /// The error.
+        source: WsError,
+    },
+    /// A step uses a connection that is not open.
+    #[error("step {step} (conn {conn}): connection is not open")]
+    NotOpen {
+        /// The step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+    },
+    /// Sending a frame failed.
+    #[error("step {step} (conn {conn}): send failed: {source}")]
+    Send {
+        /// The `send` step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+        /// The error.
+        source: WsError,
+    },
+    /// An HTTP request failed.
+    #[error("step {step}: http request failed: {source}")]
+    Http {
+        /// The `http` step.
+        step: usize,
+        /// The error.
+        source: HttpError,
+    },
+    /// The HTTP response status differs.
+    #[error("step {step}: expected http status {expected}, got {got} (body {body})")]
+    HttpStatus {
+        /// The `http_response` step.
+        step: usize,
+        /// Recorded status.
+        expected: u16,
+        /// Live status.
+        got: u16,
+        /// Live body.
+        body: String,
+    },
+    /// The HTTP response body differs.
+    #[error("step {step}: http body {difference}; expected {expected}, got {got}")]
+    HttpBody {
+        /// The `http_response` step.
+        step: usize,
+        /// Recorded body.
+        expected: String,
+        /// Live body.
+        got: String,
+        /// Where it differs.
+        difference: Difference,
+    },
+    /// A live observation differs from the recorded one it was compared with.
+    #[error("step {step} (conn {conn}): expected {expected}, got {got} ({difference})")]
+    Mismatch {
+        /// The `recv` step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+        /// The recorded observation.
+        expected: String,
+        /// The live observation.
+        got: String,
+        /// Where it differs.
+        difference: Difference,
+    },
+    /// The server sent something the recording does not have.
+    #[error("unexpected frame on conn {conn} after step {after_step}: {got}")]
+    Unexpected {
+        /// The last step of the action during which it arrived.
+        after_step: usize,
+        /// Connection name.
+        conn: String,
+        /// The live observation.
+        got: String,
+    },
+    /// Recorded observations did not arrive in time.
+    #[error(
+        "step {step} (conn {conn}): expected {expected}, nothing arrived within {waited_ms} ms{more}"
+    )]
+    Missing {
+        /// The first missing `recv` step.
+        step: usize,
+        /// Connection name.
+        conn: String,
+        /// The recorded observation.
+        expected: String,
+        /// How long the runner waited after the action.
+        waited_ms: u128,
+        /// How many more are missing, when any.
+        more: String,
+    },
+}
+
+/// Replays `transcript`, closing its connections afterwards.
+pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Result<(), Failure> {
+    let plan = transcript.plan()?;
+    let settle = config
+        .settle_override
+        .unwrap_or_else(|| Duration::from_millis(transcript.settle_ms()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut session = Session {
+        config,
+        settle,
+        conns: HashMap::new(),
+        tx,
+        rx,
+        pending: VecDeque::new(),
+        bindings: Bindings::new(),
+        tokens: TokenMap::new(),
+    };
+    let mut result = Ok(());
+    for action in &plan {
+        if let Err(failure) = session.run_action(action).await {
+            result = Err(failure);
+            break;
+        }
+    }
+    session.cleanup().await;
+    result
+}
+
+struct Session<'a> {
+    config: &'a RunConfig,
+    settle: Duration,
+    conns: HashMap<String, WsConn>,
+    tx: UnboundedSender<Observation>,
+    rx: UnboundedReceiver<Observation>,
+    /// Observations taken from the channel but belonging to a later action.
+    pending: VecDeque<Observation>,
+    bindings: Bindings,
+    tokens: TokenMap,
+}
+
+impl Session<'_> {
+    async fn run_action(&mut self, action: &Action) -> Result<(), Failure> {
+        let mut last_step = action.step;
+        self.perform(action, &mut last_step).await?;
+        let done = Instant::now();
+        let mut expectations = Expectations::new(&action.expect);
+        let deadline = done + self.config.frame_deadline;
+        let mut last_arrival = done;
+        while !expectations.is_done() {
+            let Some(obs) = self.next_observation(deadline).await else {
+                let missing = expectations.missing();
+                let Some(first) = missing.first() else { break };
+                return Err(Failure::Missing {
+                    step: first.step,
+                    conn: first.conn.clone(),
+                    expected: describe_expected(&first.expected),
+                    waited_ms: self.config.frame_deadline.as_millis(),
+                    more: match missing.len() - 1 {
+                        0 => String::new(),
+                        n => format!(" (and {n} more missing)"),
+                    },
+                });
+            };
+            match expectations.offer(&obs.conn, &obs.what, &mut self.bindings) {
+                Offer::Matched(e) => {
+                    last_step = last_step.max(e.step);
+                    last_arrival = last_arrival.max(obs.at);
+                }
+                Offer::Unexpected => {
+                    return Err(Failure::Unexpected {
+                        after_step: last_step,
+                        conn: obs.conn,
+                        got: describe_observed(&obs.what),
+                    })
+                }
+                Offer::Mismatch {
+                    expected,
+                    difference,
+                } => {
+                    return Err(Failure::Mismatch {
+                        step: expected.step,
+                        conn: expected.conn,
+                        expected: describe_expected(&expected.expected),
+                        got: describe_observed(&obs.what),
+                        difference,
+                    })
+                }
+            }
+        }
+        // Quiet period: nothing more may arrive within the settle window.
+        let quiet_until = last_arrival + self.settle;
+        if let Some(obs) = self.next_observation(quiet_until).await {
+            if obs.at > quiet_until {
+                // Arrived just after the window: it belongs to the next action.
+                self.pending.push_front(obs);
+            } else {
+                return Err(Failure::Unexpected {
+                    after_step: last_step,
+                    conn: obs.conn,
+                    got: describe_observed(&obs.what),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn perform(&mut self, action: &Action, last_step: &mut usize) -> Result<(), Failure> {
+        let step = action.step;
+        match &action.kind {
+            ActionKind::Connect {
+                conn,
+                path,
+                query,
+                expected_status,
+            } => {
+                *last_step = step + 1;
+                let query = query
+                    .iter()
+                    .map(|(k, v)| {
+                        format!("{}={}", encode_uri_component(k), encode_uri_component(v))
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let url = self.config.base.ws_url(path, &query);
+                let outcome = ws::connect(&url, conn, self.tx.clone(), self.config.connect_timeout)
+                    .await
+                    .map_err(|source| Failure::Connect {
+                        step,
+                        conn: conn.clone(),
+                        source,
+                    })?;
+                let got = match &outcome {
+                    Connected::Open(_) => 101,
+                    Connected::Refused(status) => *status,
+                };
+                if got != *expected_status {
+                    return Err(Failure::HandshakeStatus {
+                        step: step + 1,
+                        conn: conn.clone(),
+                        expected: *expected_status,
+                        got,
+                    });
+                }
+                if let Connected::Open(ws) = outcome {
+                    if let Some(old) = self.conns.insert(conn.clone(), ws) {
+                        old.shutdown(Duration::ZERO).await;
+                    }
+                }
+                Ok(())
+            }
+            ActionKind::Send { conn, frame } => {
+                let ws = self.conns.get_mut(conn).ok_or_else(|| Failure::NotOpen {
+                    step,
+                    conn: conn.clone(),
+                })?;
+                ws.send(frame).await.map_err(|source| Failure::Send {
+                    step,
+                    conn: conn.clone(),
+                    source,
+                })
+            }
+            ActionKind::Close { conn, code } => {
+                let ws = self.conns.get_mut(conn).ok_or_else(|| Failure::NotOpen {
+                    step,
+                    conn: conn.clone(),
+                })?;
+                // A connection the server already closed has nothing left to
+                // close; any difference was caught when its close arrived.
+                let _ = ws.close(*code).await;
+                Ok(())
+            }
+            ActionKind::Http {
+                request,
+                expected_status,
+                expected_body,
+            } => {
+                *last_step = step + 1;
+                let path = self.tokens.substitute_path(&request.path);
+                let headers: Vec<(String, String)> = request
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), self.tokens.substitute(v)))
+                    .collect();
+                let body = self.tokens.substitute(&request.body);
+                let reply = http::request(
+                    &self.config.base,
+                    &request.method,
+                    &path,
+                    &headers,
+                    &body,
+                    self.config.http_timeout,
+                )
+                .await
+                .map_err(|source| Failure::Http { step, source })?;
+                if reply.status != *expected_status {
+                    return Err(Failure::HttpStatus {
+                        step: step + 1,
+                        expected: *expected_status,
+                        got: reply.status,
+                        body: reply.body,
+                    });
+                }
+                normalize::match_http_body(expected_body, &reply.body, &mut self.bindings)
+                    .map_err(|difference| Failure::HttpBody {
+                        step: step + 1,
+                        expected: expected_body.clone(),
+                        got: reply.body.clone(),
+                        difference,
+                    })?;
+                if let (Some(recorded), Some(live)) = (
+                    normalize::body_token(expected_body),
+                    normalize::body_token(&reply.body),
+                ) {
+                    self.tokens.insert(&recorded, &live);
+                }
+                Ok(())
+            }
+            ActionKind::Sleep(ms) => {
+                tokio::time::sleep(Duration::from_millis(*ms)).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The next observation, or `None` once `deadline` passes.
+    async fn next_observation(&mut self, deadline: Instant) -> Option<Observation> {
+        if let Some(obs) = self.pending.pop_front() {
+            return Some(obs);
+        }
+        let deadline = tokio::time::Instant::from_std(deadline);
+        tokio::time::timeout_at(deadline, self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn cleanup(&mut self) {
+        let grace = self.config.cleanup_pause.max(Duration::from_millis(100));
+        let shutdowns = self.conns.drain().map(|(_, ws)| ws.shutdown(grace));
+        futures_util::future::join_all(shutdowns).await;
+        tokio::time::sleep(self.config.cleanup_pause).await;
+    }
+}

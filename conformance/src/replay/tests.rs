@@ -1,0 +1,357 @@
+//! End-to-end tests of the runner against tiny fake servers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as WsRequest, Response as WsResponse,
+};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::http::BaseUrl;
+use super::runner::{run_transcript, Failure, RunConfig};
+use super::transcript::Transcript;
+
+/// heartbeat.json as recorded.
+const HEARTBEAT: &str = r#"{
+ "scenario": "heartbeat",
+ "description": "V2 heartbeat on topic phoenix gets an ok phx_reply with empty response",
+ "server": {"phoenix": "1.8.12", "elixir": "1.18.4", "otp": "25"},
+ "steps": [
+  {"conn": "a", "connect": {"path": "/socket/websocket", "query": {"vsn": "2.0.0"}}},
+  {"conn": "a", "connected": {"status": 101}},
+  {"conn": "a", "send": {"text": "[null,\"1\",\"phoenix\",\"heartbeat\",{}]"}},
+  {"conn": "a", "recv": {"text": "[null,\"1\",\"phoenix\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]"}},
+  {"conn": "a", "send": {"text": "[null,\"2\",\"phoenix\",\"heartbeat\",{}]"}},
+  {"conn": "a", "recv": {"text": "[null,\"2\",\"phoenix\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]"}}
+ ]
+}"#;
+
+/// bad_token_refused.json as recorded.
+const BAD_TOKEN: &str = r#"{
+ "scenario": "bad_token_refused",
+ "steps": [
+  {"conn": "a", "connect": {"path": "/socket/websocket", "query": {"vsn": "2.0.0", "token": "bad"}}},
+  {"conn": "a", "connected": {"status": 403}}
+ ]
+}"#;
+
+/// A server-side close observed after a frame that is not JSON.
+const INVALID_JSON: &str = r#"{
+ "scenario": "invalid_json_frame",
+ "steps": [
+  {"conn": "a", "connect": {"path": "/socket/websocket", "query": {"vsn": "2.0.0"}}},
+  {"conn": "a", "connected": {"status": 101}},
+  {"conn": "a", "send": {"text": "this is not json"}},
+  {"conn": "a", "recv": {"closed": {"code": 1011, "reason": ""}}}
+ ]
+}"#;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Answers heartbeats as Phoenix does.
+    Correct,
+    /// Answers with status "error".
+    WrongStatus,
+    /// Answers twice.
+    DoubleReply,
+    /// Never answers.
+    Silent,
+    /// Answers with the key order shuffled and extra whitespace.
+    Reformatted,
+}
+
+/// Handshake callback: `token=bad` is refused with 403, as the app does.
+#[allow(clippy::result_large_err)] // the callback signature is tungstenite's
+fn refuse_bad_token(req: &WsRequest, resp: WsResponse) -> Result<WsResponse, ErrorResponse> {
+    let query = req.uri().query().unwrap_or("");
+    if query.split('&').any(|kv| kv == "token=bad") {
+        let mut refusal = ErrorResponse::new(None);
+        *refusal.status_mut() = StatusCode::FORBIDDEN;
+        return Err(refusal);
+    }
+    Ok(resp)
+}
+
+/// A websocket server that refuses `token=bad` with 403, answers heartbeats
+/// according to `behaviour`, and closes with 1011 on a frame that is not JSON.
+async fn fake_ws_server(behaviour: Behaviour) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) =
+                    tokio_tungstenite::accept_hdr_async(stream, refuse_bad_token).await
+                else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    let Message::Text(text) = msg else { continue };
+                    let Ok(Value::Array(frame)) = serde_json::from_str::<Value>(text.as_str())
+                    else {
+                        let _ = ws
+                            .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                                code: 1011.into(),
+                                reason: "".into(),
+                            }))
+                            .await;
+                        return;
+                    };
+                    let reference = frame.get(1).cloned().unwrap_or(Value::Null);
+                    let reply = match behaviour {
+                        Behaviour::Silent => continue,
+                        Behaviour::WrongStatus => json!([null, reference, "phoenix", "phx_reply",
+                            {"response": {}, "status": "error"}])
+                        .to_string(),
+                        Behaviour::Reformatted => format!(
+                            "[ null , {reference}, \"phoenix\", \"phx_reply\", \
+                             {{\"status\": \"ok\", \"response\": {{}}}} ]"
+                        ),
+                        Behaviour::Correct | Behaviour::DoubleReply => json!([null, reference,
+                            "phoenix", "phx_reply", {"response": {}, "status": "ok"}])
+                        .to_string(),
+                    };
+                    if ws.send(Message::text(reply.clone())).await.is_err() {
+                        return;
+                    }
+                    if behaviour == Behaviour::DoubleReply
+                        && ws.send(Message::text(reply)).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn config(addr: SocketAddr) -> RunConfig {
+    let base = BaseUrl::parse(&format!("http://{addr}")).expect("base url");
+    let mut config = RunConfig::new(base);
+    config.settle_override = Some(Duration::from_millis(100));
+    config.frame_deadline = Duration::from_millis(500);
+    config.cleanup_pause = Duration::from_millis(20);
+    config
+}
+
+async fn replay(text: &str, behaviour: Behaviour) -> Result<(), Failure> {
+    let addr = fake_ws_server(behaviour).await;
+    let transcript = Transcript::from_json(text).expect("transcript");
+    run_transcript(&transcript, &config(addr)).await
+}
+
+#[tokio::test]
+async fn heartbeat_passes_against_a_correct_server() {
+    replay(HEARTBEAT, Behaviour::Correct).await.expect("PASS");
+}
+
+#[tokio::test]
+async fn heartbeat_compares_json_not_text() {
+    replay(HEARTBEAT, Behaviour::Reformatted)
+        .await
+        .expect("PASS");
+}
+
+#[tokio::test]
+async fn heartbeat_fails_on_a_wrong_reply() {
+    let failure = replay(HEARTBEAT, Behaviour::WrongStatus)
+        .await
+        .expect_err("FAIL");
+    let text = failure.to_string();
+    assert!(
+        matches!(failure, Failure::Mismatch { step: 3, .. }),
+        "{text}"
+    );
+    assert!(text.contains("[4].status"), "{text}");
+}
+
+#[tokio::test]
+async fn heartbeat_fails_on_an_extra_frame() {
+    let failure = replay(HEARTBEAT, Behaviour::DoubleReply)
+        .await
+        .expect_err("FAIL");
+    assert!(
+        matches!(failure, Failure::Unexpected { after_step: 3, .. }),
+        "{failure}"
+    );
+    assert!(failure.to_string().starts_with("unexpected frame"));
+}
+
+#[tokio::test]
+async fn heartbeat_fails_on_a_missing_reply() {
+    let failure = replay(HEARTBEAT, Behaviour::Silent)
+        .await
+        .expect_err("FAIL");
+    assert!(
+        matches!(failure, Failure::Missing { step: 3, .. }),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn refused_handshake_status_is_compared() {
+    replay(BAD_TOKEN, Behaviour::Correct).await.expect("PASS");
+    let accepted = BAD_TOKEN.replace("\"bad\"", "\"good\"");
+    let failure = replay(&accepted, Behaviour::Correct)
+        .await
+        .expect_err("FAIL");
+    assert!(
+        matches!(
+            failure,
+            Failure::HandshakeStatus {
+                expected: 403,
+                got: 101,
+                ..
+            }
+        ),
+        "{failure}"
+    );
+}
+
+#[tokio::test]
+async fn server_close_code_is_compared() {
+    replay(INVALID_JSON, Behaviour::Correct)
+        .await
+        .expect("PASS");
+    let other = INVALID_JSON.replace("1011", "1000");
+    let failure = replay(&other, Behaviour::Correct).await.expect_err("FAIL");
+    assert!(
+        matches!(failure, Failure::Mismatch { step: 3, .. }),
+        "{failure}"
+    );
+}
+
+const RECORDED_TOKEN: &str = "SFMyNTY.recorded";
+
+/// A longpoll exchange in the recorded shape, with the recording's token.
+fn longpoll_transcript() -> String {
+    let msg = json!(["1", "1", "room:lobby", "phx_reply",
+        {"response": {"topic": "room:lobby", "user_id": "carol"}, "status": "ok"}])
+    .to_string();
+    let poll_body = json!({"messages": [msg], "status": 200, "token": RECORDED_TOKEN}).to_string();
+    let open_body = json!({"messages": [], "status": 410, "token": RECORDED_TOKEN}).to_string();
+    let with_token = format!("/socket/longpoll?vsn=2.0.0&user_id=carol&token={RECORDED_TOKEN}");
+    json!({
+        "scenario": "longpoll_fake",
+        "steps": [
+            {"http": {"method": "GET", "path": "/socket/longpoll?vsn=2.0.0&user_id=carol&",
+                      "headers": {"accept": "application/json"}}},
+            {"http_response": {"status": 200, "body": open_body}},
+            {"http": {"method": "POST", "path": with_token,
+                      "headers": {"content-type": "application/x-ndjson"},
+                      "body": "[\"1\",\"1\",\"room:lobby\",\"phx_join\",{}]"}},
+            {"http_response": {"status": 200, "body": "{\"status\":200}"}},
+            {"http": {"method": "GET", "path": with_token,
+                      "headers": {"accept": "application/json"}}},
+            {"http_response": {"status": 200, "body": poll_body}}
+        ]
+    })
+    .to_string()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A longpoll server that issues its own token `live_token` and only
+/// accepts requests that carry it.
+async fn fake_longpoll_server(live_token: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                let query = req.uri().query().unwrap_or("").to_owned();
+                let token = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("token="))
+                    .map(percent_decode);
+                let method = req.method().clone();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let answer = match (method.as_str(), token.as_deref()) {
+                    ("GET", None) => json!({"messages": [], "status": 410, "token": live_token}),
+                    (_, Some(t)) if t != live_token => json!({"status": 410}),
+                    ("POST", Some(_)) if body.starts_with(b"[\"1\",\"1\",\"room:lobby\"") => {
+                        json!({"status": 200})
+                    }
+                    ("GET", Some(_)) => json!({
+                        "token": live_token,
+                        "status": 200,
+                        "messages": [json!(["1", "1", "room:lobby", "phx_reply",
+                            {"status": "ok", "response": {"user_id": "carol", "topic": "room:lobby"}}])
+                            .to_string()]
+                    }),
+                    _ => json!({"status": 400}),
+                };
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn longpoll_uses_the_servers_own_token() {
+    // URL-unsafe characters check that the token is encoded in the query.
+    let addr = fake_longpoll_server("live+token/=").await;
+    let transcript = Transcript::from_json(&longpoll_transcript()).expect("transcript");
+    run_transcript(&transcript, &config(addr))
+        .await
+        .expect("PASS");
+}
+
+#[tokio::test]
+async fn longpoll_fails_when_the_body_differs() {
+    let addr = fake_longpoll_server("live-token").await;
+    let text = longpoll_transcript().replace("carol\\\\\\\"}", "dave\\\\\\\"}");
+    assert_ne!(text, longpoll_transcript(), "the replacement must apply");
+    let transcript = Transcript::from_json(&text).expect("transcript");
+    let failure = run_transcript(&transcript, &config(addr))
+        .await
+        .expect_err("FAIL");
+    assert!(
+        matches!(failure, Failure::HttpBody { step: 5, .. }),
+        "{failure}"
+    );
+}

@@ -1,0 +1,214 @@
+//! The codec's data model: payloads, the three kinds of outbound message, and
+//! encoded frames.
+//!
+//! These types are independent of any serializer: the same [`Message`] can be
+//! written as a V1 object, a V2 array or a V2 binary frame.
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// The body of a message: either arbitrary JSON or raw bytes.
+///
+/// Raw bytes only travel in V2 binary frames; the V1 serializer refuses them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    /// A JSON value (normally an object).
+    Json(Value),
+    /// Opaque bytes carried by a binary frame.
+    Binary(Bytes),
+}
+
+impl Payload {
+    /// The empty JSON object `{}`, which Phoenix uses when there is nothing to say.
+    pub fn empty() -> Payload {
+        Payload::Json(Value::Object(serde_json::Map::new()))
+    }
+
+    /// True for [`Payload::Binary`].
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Payload::Binary(_))
+    }
+
+    /// The JSON value, if this is a JSON payload.
+    pub fn as_json(&self) -> Option<&Value> {
+        match self {
+            Payload::Json(value) => Some(value),
+            Payload::Binary(_) => None,
+        }
+    }
+
+    /// The raw bytes, if this is a binary payload.
+    pub fn as_binary(&self) -> Option<&Bytes> {
+        match self {
+            Payload::Json(_) => None,
+            Payload::Binary(bytes) => Some(bytes),
+        }
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        Payload::Json(value)
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(bytes: Bytes) -> Self {
+        Payload::Binary(bytes)
+    }
+}
+
+/// A generic channel message.
+///
+/// Used for everything a client sends and, outbound, for pushes
+/// (`ref_ == None`) and for `phx_error` / `phx_close` (`ref_ == join_ref`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// The ref of the join that opened the channel, if any.
+    pub join_ref: Option<String>,
+    /// The ref of this message, echoed in the reply to it.
+    pub ref_: Option<String>,
+    /// Channel topic, e.g. `"room:lobby"`.
+    pub topic: String,
+    /// Event name, e.g. `"phx_join"` or an application event.
+    pub event: String,
+    /// Message body.
+    pub payload: Payload,
+}
+
+impl Message {
+    /// A message with no join ref and no ref (a server push outside a join).
+    pub fn new(topic: impl Into<String>, event: impl Into<String>, payload: Payload) -> Message {
+        Message {
+            join_ref: None,
+            ref_: None,
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+        }
+    }
+}
+
+/// A reply (`phx_reply`) to the client message whose ref is `ref_`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    /// Join ref of the channel the reply belongs to (`None` for unjoined topics).
+    pub join_ref: Option<String>,
+    /// Ref of the message being answered.
+    pub ref_: Option<String>,
+    /// Channel topic.
+    pub topic: String,
+    /// Reply status, e.g. `"ok"` or `"error"`.
+    pub status: String,
+    /// Reply body (`response` in JSON frames, the payload in binary frames).
+    pub response: Payload,
+}
+
+/// A fastlane broadcast: the same frame for every subscriber, with no refs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broadcast {
+    /// Channel topic.
+    pub topic: String,
+    /// Event name.
+    pub event: String,
+    /// Message body.
+    pub payload: Payload,
+}
+
+impl Broadcast {
+    /// Build a broadcast from its parts.
+    pub fn new(topic: impl Into<String>, event: impl Into<String>, payload: Payload) -> Broadcast {
+        Broadcast {
+            topic: topic.into(),
+            event: event.into(),
+            payload,
+        }
+    }
+}
+
+/// One encoded WebSocket frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A text frame (JSON).
+    Text(String),
+    /// A binary frame (V2 binary layout).
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// The frame's bytes, whatever its kind.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Frame::Text(text) => text.as_bytes(),
+            Frame::Binary(bytes) => bytes,
+        }
+    }
+
+    /// Length of the frame in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True when the frame carries no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True for [`Frame::Text`].
+    pub fn is_text(&self) -> bool {
+        matches!(self, Frame::Text(_))
+    }
+
+    /// The frame's bytes as a cheaply clonable [`Bytes`] (no copy).
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Frame::Text(text) => Bytes::from(text),
+            Frame::Binary(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_payload_is_an_empty_object() {
+        assert_eq!(Payload::empty(), Payload::Json(json!({})));
+        assert!(!Payload::empty().is_binary());
+    }
+
+    #[test]
+    fn payload_accessors() {
+        let json = Payload::from(json!({"a": 1}));
+        assert_eq!(json.as_json(), Some(&json!({"a": 1})));
+        assert_eq!(json.as_binary(), None);
+        let bin = Payload::from(Bytes::from_static(b"\x00\x01"));
+        assert!(bin.is_binary());
+        assert_eq!(bin.as_binary().map(|b| &b[..]), Some(&b"\x00\x01"[..]));
+        assert_eq!(bin.as_json(), None);
+    }
+
+    #[test]
+    fn constructors_leave_refs_empty() {
+        let msg = Message::new("t", "e", Payload::empty());
+        assert_eq!((msg.join_ref, msg.ref_), (None, None));
+        assert_eq!(msg.topic, "t");
+        let b = Broadcast::new("t", "e", Payload::empty());
+        assert_eq!(b.event, "e");
+    }
+
+    #[test]
+    fn frame_helpers() {
+        let text = Frame::Text("[1]".into());
+        assert!(text.is_text());
+        assert_eq!(text.len(), 3);
+        assert_eq!(text.as_bytes(), b"[1]");
+        assert_eq!(text.into_bytes(), Bytes::from_static(b"[1]"));
+        let bin = Frame::Binary(Bytes::new());
+        assert!(!bin.is_text());
+        assert!(bin.is_empty());
+        assert_eq!(bin.into_bytes(), Bytes::new());
+    }
+}

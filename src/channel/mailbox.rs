@@ -1,0 +1,39 @@
+//! The mailbox of one channel task: everything it handles, in order.
+
+use fawkes_protocol::{Broadcast, Payload};
+use tokio::sync::mpsc;
+
+use super::Info;
+use crate::session::SessionControl;
+
+/// A message for a channel task.
+#[derive(Debug)]
+pub(crate) enum ChannelMsg {
+    /// An event pushed by the client.
+    In {
+        event: String,
+        payload: Payload,
+        ref_: Option<String>,
+    },
+    /// The client left (`phx_leave`) with this ref.
+    Leave { ref_: Option<String> },
+    /// An intercepted broadcast.
+    Out(Broadcast),
+    /// A `handle_info` message.
+    Info(Info),
+}
+
+/// The sending side of a channel's mailbox.
+#[derive(Clone, Debug)]
+pub(crate) struct Mailbox(pub(crate) mpsc::Sender<ChannelMsg>);
+
+impl Mailbox {
+    /// Hand an intercepted broadcast to the channel without waiting; a full
+    /// mailbox means the client's channel cannot keep up, so its session is
+    /// closed as a slow client.
+    pub(crate) fn intercepted(&self, broadcast: &Broadcast, control: &SessionControl) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.0.try_send(ChannelMsg::Out(broadcast.clone())) {
+            control.overflowed();
+        }
+    }
+}

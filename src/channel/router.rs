@@ -1,0 +1,69 @@
+//! Topic patterns routed to channel types.
+
+use std::sync::Arc;
+
+use super::task::{self, SpawnedChannel, StartChannel};
+use super::Channel;
+
+type Starter = Arc<dyn Fn(StartChannel) -> SpawnedChannel + Send + Sync>;
+
+/// An ordered list of topic patterns: an exact topic, or a prefix ending in
+/// `*` (`"room:*"` matches every topic starting with `"room:"`). The first
+/// match wins.
+#[derive(Clone, Default)]
+pub(crate) struct Router {
+    routes: Vec<(String, Starter)>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.routes.iter().map(|(p, _)| p)).finish()
+    }
+}
+
+impl Router {
+    /// Route `pattern` to channels made by `factory`, one per join.
+    pub(crate) fn route<F, C>(&mut self, pattern: impl Into<String>, factory: F)
+    where
+        F: Fn() -> C + Send + Sync + 'static,
+        C: Channel,
+    {
+        let starter: Starter = Arc::new(move |start| task::spawn(factory(), start));
+        self.routes.push((pattern.into(), starter));
+    }
+
+    /// Start a channel for `topic` if a pattern matches it.
+    pub(crate) fn start(&self, topic: &str, start: StartChannel) -> Option<SpawnedChannel> {
+        self.routes
+            .iter()
+            .find(|(pattern, _)| matches(pattern, topic))
+            .map(|(_, starter)| starter(start))
+    }
+
+    /// Whether a pattern matches `topic`.
+    pub(crate) fn has_route(&self, topic: &str) -> bool {
+        self.routes.iter().any(|(pattern, _)| matches(pattern, topic))
+    }
+}
+
+fn matches(pattern: &str, topic: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix),
+        None => pattern == topic,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matches;
+
+    #[test]
+    fn wildcard_is_a_prefix_and_exact_is_exact() {
+        assert!(matches("room:*", "room:lobby"));
+        assert!(matches("room:*", "room:"));
+        assert!(!matches("room:*", "rooms:lobby"));
+        assert!(matches("lobby", "lobby"));
+        assert!(!matches("lobby", "lobby2"));
+        assert!(matches("*", "anything"));
+    }
+}

@@ -1,0 +1,38 @@
+//! Routes one HTTP request: a socket transport, or the application handler.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
+
+use super::{HttpRequest, HttpResponse, Inner};
+use crate::transport::{longpoll, websocket};
+
+pub(super) async fn dispatch(inner: Arc<Inner>, req: HttpRequest, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
+    let path = req.uri().path().to_owned();
+    for (mount, socket) in &inner.sockets {
+        let Some(transport) = path.strip_prefix(mount.as_str()) else {
+            continue;
+        };
+        if transport == "/websocket" && socket.options.websocket {
+            return Ok(websocket::upgrade(req, socket.clone(), &inner.shared, peer).await);
+        }
+        if transport == "/longpoll" && socket.options.longpoll {
+            return Ok(longpoll::handle(req, socket.clone(), &inner.shared, peer).await);
+        }
+    }
+    match &inner.handler {
+        Some(handler) => Ok(handler(req).await),
+        None => Ok(empty(StatusCode::NOT_FOUND)),
+    }
+}
+
+/// A response with a status and no body.
+pub(crate) fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = hyper::Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}

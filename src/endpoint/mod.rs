@@ -1,0 +1,185 @@
+//! The HTTP server: mounts sockets at paths, serves their transports, hands
+//! other requests to an application handler, and shuts down gracefully.
+
+pub(crate) mod http;
+mod query;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use query::parse_query;
+
+use crate::presence::{Presence, PresenceOptions};
+use crate::pubsub::PubSub;
+use crate::socket::Socket;
+
+/// An HTTP request as the endpoint receives it.
+pub type HttpRequest = hyper::Request<Incoming>;
+/// An HTTP response an application handler returns.
+pub type HttpResponse = hyper::Response<Full<Bytes>>;
+type HandlerFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+type Handler = Arc<dyn Fn(HttpRequest) -> HandlerFuture + Send + Sync>;
+
+/// How long shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What every session of an endpoint shares.
+#[derive(Clone, Debug)]
+pub(crate) struct Shared {
+    pub(crate) pubsub: PubSub,
+    pub(crate) presence: Option<Presence>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Builds an [`Endpoint`].
+pub struct EndpointBuilder {
+    sockets: Vec<(String, Arc<Socket>)>,
+    handler: Option<Handler>,
+    pubsub: PubSub,
+    presence: Option<PresenceOptions>,
+}
+
+impl std::fmt::Debug for EndpointBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointBuilder")
+            .field("sockets", &self.sockets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointBuilder {
+    /// Mount `socket` at `path` (e.g. `"/socket"`): its transports are served
+    /// at `<path>/websocket` and, when enabled, `<path>/longpoll`.
+    pub fn socket(mut self, path: impl Into<String>, socket: Socket) -> Self {
+        let path = path.into().trim_end_matches('/').to_owned();
+        self.sockets.push((path, Arc::new(socket)));
+        self
+    }
+
+    /// Handle every request that is not a socket transport (static files,
+    /// APIs). Without one, such requests get 404.
+    pub fn handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(HttpRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HttpResponse> + Send + 'static,
+    {
+        self.handler = Some(Arc::new(move |req| Box::pin(handler(req))));
+        self
+    }
+
+    /// Enable presence with these options.
+    pub fn presence(mut self, options: PresenceOptions) -> Self {
+        self.presence = Some(options);
+        self
+    }
+
+    /// The endpoint's pubsub, for handlers that broadcast.
+    pub fn pubsub(&self) -> &PubSub {
+        &self.pubsub
+    }
+
+    /// Finish building.
+    pub fn build(self) -> Endpoint {
+        let presence = self.presence.map(|options| Presence::new(self.pubsub.clone(), options));
+        Endpoint {
+            inner: Arc::new(Inner {
+                sockets: self.sockets,
+                handler: self.handler,
+                shared: Shared {
+                    pubsub: self.pubsub,
+                    presence,
+                    shutdown: CancellationToken::new(),
+                },
+            }),
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) sockets: Vec<(String, Arc<Socket>)>,
+    pub(crate) handler: Option<Handler>,
+    pub(crate) shared: Shared,
+}
+
+/// A configured server: sockets, handler, pubsub and presence.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("sockets", &self.inner.sockets).finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// Start building an endpoint.
+    pub fn builder() -> EndpointBuilder {
+        EndpointBuilder {
+            sockets: Vec::new(),
+            handler: None,
+            pubsub: PubSub::new(),
+            presence: None,
+        }
+    }
+
+    /// The endpoint's pubsub (`Endpoint.broadcast`).
+    pub fn pubsub(&self) -> &PubSub {
+        &self.inner.shared.pubsub
+    }
+
+    /// The endpoint's presence, if enabled.
+    pub fn presence(&self) -> Option<&Presence> {
+        self.inner.shared.presence.as_ref()
+    }
+
+    /// Serve connections from `listener` until `shutdown` resolves; then
+    /// close every session (websockets with 1012, so clients reconnect
+    /// elsewhere) and wait briefly for connections to finish.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let tracker = TaskTracker::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let inner = self.inner.clone();
+            tracker.spawn(async move {
+                let service = service_fn(move |req| http::dispatch(inner.clone(), req, peer));
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+                if let Err(error) = conn.await {
+                    tracing::debug!(%error, "http connection ended with an error");
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        self.inner.shared.shutdown.cancel();
+        tracker.close();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+        Ok(())
+    }
+}

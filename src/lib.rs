@@ -1,0 +1,22 @@
+//! fawkes: a Phoenix Channels compatible real-time server.
+//!
+//! The crate is laid out the way a message travels:
+//! [`endpoint`] accepts HTTP and mounts sockets, a [`transport`] moves frames
+//! between the network and a [`session`], the session routes messages to
+//! [`channel`] tasks, channels publish through [`pubsub`], and [`presence`]
+//! tracks who is on a topic. [`socket`] holds what a mounted socket is
+//! configured with (connect callback, channel routes, options).
+
+pub mod channel;
+pub mod endpoint;
+pub mod presence;
+pub mod pubsub;
+pub mod session;
+pub mod socket;
+pub mod transport;
+
+pub use channel::{Channel, ChannelSocket, HandleResult, Info, JoinResult, Reply, StopReason, TerminateReason};
+pub use endpoint::{Endpoint, EndpointBuilder};
+pub use fawkes_protocol::{Payload, Serializer};
+pub use pubsub::PubSub;
+pub use socket::{ConnectInfo, Connected, Socket, SocketOptions};

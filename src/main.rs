@@ -1,0 +1,5 @@
+//! The `fawkes` binary.
+
+fn main() {
+    eprintln!("fawkes: the serve command arrives with the binary issue");
+}

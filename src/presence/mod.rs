@@ -1,0 +1,166 @@
+//! Presence: the CRDT tracker (pure, in [`tracker`]) and the service
+//! channels call (`track`/`update`/`untrack`/`list`), which turns tracker
+//! changes into `presence_diff` broadcasts, optionally batched per topic.
+
+mod batch;
+mod channel;
+mod phx_ref;
+#[path = "tracker_stub_tmp.rs"]
+pub mod tracker;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use fawkes_protocol::Payload;
+
+pub use channel::ChannelPresence;
+use phx_ref::RefGenerator;
+use tracker::{Diff, Meta, OwnerId, ReplicaId, TrackError, Tracker};
+
+use crate::pubsub::PubSub;
+
+/// The event carrying presence changes to subscribers.
+pub const DIFF_EVENT: &str = "presence_diff";
+
+/// Presence settings.
+#[derive(Debug, Clone, Default)]
+pub struct PresenceOptions {
+    /// Changes to one topic within this window go out as one
+    /// `presence_diff`. Zero sends one diff per change, as Phoenix does.
+    pub batch_window: Duration,
+}
+
+/// The presence service of an endpoint. Cheap to clone.
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tracker: Mutex<Tracker>,
+    replica: ReplicaId,
+    refs: RefGenerator,
+    pubsub: PubSub,
+    batches: batch::Batches,
+}
+
+impl std::fmt::Debug for Presence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Presence").finish_non_exhaustive()
+    }
+}
+
+impl Presence {
+    /// A presence service broadcasting diffs through `pubsub`.
+    pub fn new(pubsub: PubSub, options: PresenceOptions) -> Self {
+        let incarnation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or_default();
+        let replica = ReplicaId::new("fawkes", incarnation);
+        Self {
+            inner: Arc::new(Inner {
+                tracker: Mutex::new(Tracker::new(replica.clone())),
+                refs: RefGenerator::new((incarnation & 0xffff) as u16),
+                replica,
+                pubsub: pubsub.clone(),
+                batches: batch::Batches::new(pubsub, options.batch_window),
+            }),
+        }
+    }
+
+    fn owner(&self, owner: u64) -> OwnerId {
+        OwnerId::new(self.inner.replica.clone(), owner)
+    }
+
+    fn tracker(&self) -> MutexGuard<'_, Tracker> {
+        self.inner.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Track `key` on `topic` for `owner` with `meta`; returns the new
+    /// `phx_ref`.
+    pub fn track(&self, owner: u64, topic: &str, key: &str, meta: Meta) -> Result<String, TrackError> {
+        self.track_to(owner, topic, key, meta, &Publish::Now)
+    }
+
+    /// Replace the meta of `owner`'s `key` on `topic`; returns the new
+    /// `phx_ref` (the meta gets `phx_ref_prev`).
+    pub fn update(&self, owner: u64, topic: &str, key: &str, meta: Meta) -> Result<String, TrackError> {
+        self.update_to(owner, topic, key, meta, &Publish::Now)
+    }
+
+    /// Stop tracking `owner`'s `key` on `topic` (no-op if absent).
+    pub fn untrack(&self, owner: u64, topic: &str, key: &str) {
+        self.untrack_to(owner, topic, key, &Publish::Now)
+    }
+
+    pub(crate) fn track_to(&self, owner: u64, topic: &str, key: &str, meta: Meta, to: &Publish<'_>) -> Result<String, TrackError> {
+        let phx_ref = self.inner.refs.next();
+        let mut tracker = self.tracker();
+        let diff = tracker.track(self.owner(owner), topic, key, meta, phx_ref.clone())?;
+        self.publish(vec![diff], to);
+        Ok(phx_ref)
+    }
+
+    pub(crate) fn update_to(&self, owner: u64, topic: &str, key: &str, meta: Meta, to: &Publish<'_>) -> Result<String, TrackError> {
+        let phx_ref = self.inner.refs.next();
+        let mut tracker = self.tracker();
+        let diff = tracker.update(self.owner(owner), topic, key, meta, phx_ref.clone())?;
+        self.publish(vec![diff], to);
+        Ok(phx_ref)
+    }
+
+    pub(crate) fn untrack_to(&self, owner: u64, topic: &str, key: &str, to: &Publish<'_>) {
+        let mut tracker = self.tracker();
+        let diff = tracker.untrack(self.owner(owner), topic, key);
+        self.publish(vec![diff], to);
+    }
+
+    /// Stop tracking everything `owner` tracks (its channel ended).
+    pub(crate) fn untrack_owner(&self, owner: u64) {
+        let mut tracker = self.tracker();
+        let diffs = tracker.untrack_owner(self.owner(owner));
+        self.publish(diffs, &Publish::Now);
+    }
+
+    /// The current meta of `owner`'s `key` on `topic`.
+    pub fn get(&self, owner: u64, topic: &str, key: &str) -> Option<Meta> {
+        self.tracker().get(self.owner(owner), topic, key).cloned()
+    }
+
+    /// Everyone on `topic`: `{key: {"metas": [...]}}`, as `Presence.list`.
+    pub fn list(&self, topic: &str) -> Payload {
+        Payload::Json(self.tracker().list(topic).to_json())
+    }
+
+    /// Broadcast (or batch) diffs now, or hold them for a channel callback
+    /// to flush after its reply.
+    fn publish(&self, diffs: Vec<Diff>, to: &Publish<'_>) {
+        let diffs = diffs.into_iter().filter(|d| !d.is_empty());
+        match to {
+            Publish::Now => diffs.for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff)),
+            Publish::After(held) => held.lock().unwrap_or_else(|e| e.into_inner()).extend(diffs),
+        }
+    }
+
+    /// Publish diffs a channel callback held back.
+    pub(crate) fn flush(&self, held: &HeldDiffs) {
+        let diffs = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
+        for diff in diffs {
+            self.inner.batches.publish(&self.inner.pubsub, diff);
+        }
+    }
+}
+
+/// Diffs a channel callback produced, published once its reply is queued:
+/// Phoenix's tracker broadcasts asynchronously, so a client sees the reply
+/// to its `track`/`update` push before the `presence_diff` it caused.
+pub(crate) type HeldDiffs = Mutex<Vec<Diff>>;
+
+/// Where a change's diff goes.
+pub(crate) enum Publish<'a> {
+    /// Broadcast (or batch) at once.
+    Now,
+    /// Hold until the current channel callback has replied.
+    After(&'a HeldDiffs),
+}

@@ -1,0 +1,20 @@
+//! What every channel of one session shares.
+
+use std::sync::Arc;
+
+use fawkes_protocol::Serializer;
+
+use super::{Outbound, SessionControl};
+use crate::presence::Presence;
+use crate::pubsub::PubSub;
+
+/// The session-wide handles a channel task needs.
+#[derive(Clone, Debug)]
+pub struct SessionContext {
+    pub(crate) serializer: Serializer,
+    pub(crate) outbound: Outbound,
+    pub(crate) pubsub: PubSub,
+    pub(crate) presence: Option<Presence>,
+    pub(crate) assigns: Arc<serde_json::Map<String, serde_json::Value>>,
+    pub(crate) control: SessionControl,
+}

@@ -1,0 +1,82 @@
+//! The bounded outbound queue of one session: encoded frames waiting for the
+//! transport to write them.
+
+use bytes::Bytes;
+use fawkes_protocol::Frame;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::control::SessionControl;
+
+/// One encoded frame, cheap to clone: broadcasts share the same bytes across
+/// every subscriber that uses the same serializer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WireFrame {
+    /// A text frame (always valid UTF-8).
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+}
+
+impl From<Frame> for WireFrame {
+    fn from(frame: Frame) -> Self {
+        match frame {
+            Frame::Text(text) => WireFrame::Text(Utf8Bytes::from(text)),
+            Frame::Binary(bytes) => WireFrame::Binary(bytes),
+        }
+    }
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueueError {
+    /// The session is gone (its transport closed).
+    #[error("session closed")]
+    Closed,
+    /// The queue is full: the client is not reading fast enough.
+    #[error("outbound queue full")]
+    Full,
+}
+
+/// The sending side of a session's outbound queue.
+///
+/// Callers that act on behalf of the client (replies, pushes) wait for room
+/// with [`Outbound::send`]; fan-out paths that must never wait use
+/// [`Outbound::deliver`], which disconnects a client whose queue is full
+/// instead of growing memory.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    tx: mpsc::Sender<WireFrame>,
+    control: SessionControl,
+}
+
+impl Outbound {
+    /// A queue holding at most `capacity` frames, and its receiving end.
+    pub(crate) fn new(capacity: usize, control: SessionControl) -> (Self, mpsc::Receiver<WireFrame>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (Self { tx, control }, rx)
+    }
+
+    /// Queue a frame, waiting for room.
+    pub async fn send(&self, frame: WireFrame) -> Result<(), QueueError> {
+        self.tx.send(frame).await.map_err(|_| QueueError::Closed)
+    }
+
+    /// Queue a frame without waiting; a full queue closes the session as a
+    /// slow client.
+    pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
+        match self.tx.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.control.overflowed();
+                Err(QueueError::Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Closed),
+        }
+    }
+
+    /// The session this queue belongs to.
+    pub(crate) fn control(&self) -> &SessionControl {
+        &self.control
+    }
+}

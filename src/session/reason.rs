@@ -1,0 +1,41 @@
+//! Why a session ended, and what that means on the wire.
+
+use fawkes_protocol::DecodeError;
+
+/// Why a session (one connected client) ended.
+#[derive(Debug, thiserror::Error)]
+pub enum DisconnectReason {
+    /// The client closed the connection (or the TCP connection dropped).
+    #[error("client closed the connection")]
+    ClientClosed,
+    /// No frame arrived within the socket's idle timeout.
+    #[error("idle timeout")]
+    IdleTimeout,
+    /// The client sent a frame that could not be decoded.
+    #[error("undecodable frame: {0}")]
+    InvalidFrame(#[from] DecodeError),
+    /// A `disconnect` broadcast on the socket's id topic.
+    #[error("disconnected by broadcast")]
+    Disconnected,
+    /// The client did not read its frames and its outbound queue filled up.
+    #[error("slow client: outbound queue full")]
+    SlowClient,
+    /// The server is shutting down.
+    #[error("server shutdown")]
+    ServerShutdown,
+}
+
+impl DisconnectReason {
+    /// The websocket close code Phoenix (on Bandit) uses for this reason,
+    /// or `None` when no close frame should be sent.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            DisconnectReason::ClientClosed => None,
+            DisconnectReason::IdleTimeout => Some(1002),
+            DisconnectReason::InvalidFrame(_) => Some(1011),
+            DisconnectReason::Disconnected => Some(1001),
+            DisconnectReason::SlowClient => Some(1008),
+            DisconnectReason::ServerShutdown => Some(1012),
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Per-socket transport options.
+
+use std::time::Duration;
+
+use super::CheckOrigin;
+
+/// Options of one mounted socket. Defaults follow Phoenix 1.8.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Close a websocket when no frame arrives for this long (60 s).
+    pub idle_timeout: Duration,
+    /// Largest accepted websocket frame/message in bytes (10,000,000).
+    pub max_frame_size: usize,
+    /// Which `Origin` headers are accepted.
+    pub check_origin: CheckOrigin,
+    /// Most channels one connection may join (100).
+    pub max_channels: usize,
+    /// Frames that may wait for a slow client before it is disconnected.
+    pub outbound_capacity: usize,
+    /// Frames read ahead of the session.
+    pub inbound_capacity: usize,
+    /// Serve the websocket transport at `<path>/websocket`.
+    pub websocket: bool,
+    /// Serve the longpoll transport at `<path>/longpoll`.
+    pub longpoll: bool,
+    /// Longpoll: how long a poll waits for messages (10 s).
+    pub longpoll_window: Duration,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            max_frame_size: 10_000_000,
+            check_origin: CheckOrigin::Any,
+            max_channels: 100,
+            outbound_capacity: 1024,
+            inbound_capacity: 32,
+            websocket: true,
+            longpoll: false,
+            longpoll_window: Duration::from_secs(10),
+        }
+    }
+}

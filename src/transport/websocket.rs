@@ -1,0 +1,239 @@
+//! The WebSocket transport: the HTTP upgrade (with Phoenix's checks, in
+//! Phoenix's order) and one task that moves frames between the socket and
+//! its session.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fawkes_protocol::Serializer;
+use futures_util::{SinkExt, StreamExt};
+use hyper::header::{self, HeaderValue};
+use hyper::upgrade::Upgraded;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::endpoint::http::empty;
+use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
+use crate::session::{self, DisconnectReason, InFrame, SessionHandle, WireFrame};
+use crate::socket::{ConnectInfo, Socket};
+
+/// phoenix.js sends its `authToken` as a subprotocol with this prefix.
+const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
+/// Frames written before one flush.
+const WRITE_BATCH: usize = 64;
+/// How long to wait for a close frame to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Answer a websocket upgrade request for `socket`.
+pub(crate) async fn upgrade(mut req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+    if req.method() != Method::GET {
+        return empty(StatusCode::BAD_REQUEST);
+    }
+    let params = parse_query(req.uri().query());
+    let headers = req.headers();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Err(error) = socket.options.check_origin.check(origin, host) {
+        tracing::warn!(%error, "refusing websocket: origin");
+        return empty(StatusCode::FORBIDDEN);
+    }
+    let (auth_token, offered_phoenix) = subprotocol_token(headers);
+    let serializer = match Serializer::from_vsn(params.get("vsn").and_then(|v| v.as_str())) {
+        Ok(serializer) => serializer,
+        Err(error) => {
+            tracing::warn!(%error, "refusing websocket: vsn");
+            return empty(StatusCode::FORBIDDEN);
+        }
+    };
+    let info = ConnectInfo {
+        params,
+        auth_token: auth_token.clone(),
+        peer_addr: Some(peer),
+        headers: headers.clone(),
+    };
+    let Ok(connected) = (socket.connect)(info).await else {
+        tracing::info!(%peer, "connect refused");
+        return empty(StatusCode::FORBIDDEN);
+    };
+    let Some(accept) = handshake_key(req.headers()) else {
+        return empty(StatusCode::BAD_REQUEST);
+    };
+
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(4096)
+                    .write_buffer_size(16 * 1024)
+                    .max_frame_size(Some(socket.options.max_frame_size))
+                    .max_message_size(Some(socket.options.max_frame_size));
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let idle = socket.options.idle_timeout;
+                let session = session::start(socket, &shared, serializer, connected);
+                run(ws, session, idle).await;
+            }
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        }
+    });
+
+    let mut response = empty(StatusCode::SWITCHING_PROTOCOLS);
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(value) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    if auth_token.is_some() || offered_phoenix {
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("phoenix"));
+    }
+    response
+}
+
+/// The `Sec-WebSocket-Accept` value, if the request is a valid upgrade.
+fn handshake_key(headers: &hyper::HeaderMap) -> Option<String> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|v| v.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    Some(derive_accept_key(key.as_bytes()))
+}
+
+/// The phoenix.js auth token carried as a subprotocol (standard base64
+/// without padding), and whether `phoenix` was offered.
+fn subprotocol_token(headers: &hyper::HeaderMap) -> (Option<String>, bool) {
+    use base64::Engine;
+    let mut token = None;
+    let mut phoenix = false;
+    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()) {
+        for entry in value.split(',').map(str::trim) {
+            if entry == "phoenix" {
+                phoenix = true;
+            } else if let Some(encoded) = entry.strip_prefix(AUTH_TOKEN_PREFIX) {
+                let engine = base64::engine::general_purpose::STANDARD_NO_PAD;
+                token = engine
+                    .decode(encoded.trim_end_matches('='))
+                    .ok()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+            }
+        }
+    }
+    (token, phoenix)
+}
+
+/// How the connection's I/O ended.
+enum End {
+    /// The session ended for this reason.
+    Session(DisconnectReason),
+    /// The client closed, or the connection dropped, or a write failed.
+    ClientGone,
+    /// No frame within the idle timeout.
+    Idle,
+    /// The client broke the websocket protocol (e.g. a frame too large).
+    Protocol(tungstenite::Error),
+}
+
+/// Move frames between the websocket and the session until one side ends.
+async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idle: Duration) {
+    let SessionHandle {
+        inbound,
+        mut outbound,
+        mut done,
+    } = session;
+    let (mut sink, mut stream) = ws.split();
+
+    let end = {
+    let reader = async {
+        loop {
+            let message = match tokio::time::timeout(idle, stream.next()).await {
+                Err(_) => return End::Idle,
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return End::ClientGone,
+                Ok(Some(Err(error))) => return End::Protocol(error),
+                Ok(Some(Ok(message))) => message,
+            };
+            let frame = match message {
+                Message::Text(text) => InFrame::Text(text),
+                Message::Binary(bytes) => InFrame::Binary(bytes),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => continue,
+            };
+            if inbound.send(frame).await.is_err() {
+                // The session ended; `done` reports why.
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let writer = async {
+        while let Some(frame) = outbound.recv().await {
+            sink.feed(to_message(frame)).await?;
+            for _ in 1..WRITE_BATCH {
+                match outbound.try_recv() {
+                    Ok(frame) => sink.feed(to_message(frame)).await?,
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await?;
+        }
+        Ok::<(), tungstenite::Error>(())
+    };
+
+    tokio::select! {
+        reason = &mut done => End::Session(reason.unwrap_or(DisconnectReason::ServerShutdown)),
+        end = reader => end,
+        written = writer => match written {
+            // Every sender is gone: the session ended; `done` says why.
+            Ok(()) => End::Session((&mut done).await.unwrap_or(DisconnectReason::ServerShutdown)),
+            Err(_) => End::ClientGone,
+        },
+    }
+    };
+    drop(inbound);
+
+    let code = match &end {
+        End::Session(reason) => reason.close_code(),
+        End::Idle => {
+            tracing::info!("closing idle websocket");
+            DisconnectReason::IdleTimeout.close_code()
+        }
+        End::Protocol(error) => {
+            tracing::warn!(%error, "closing websocket: protocol error");
+            match error {
+                tungstenite::Error::Capacity(_) => Some(1009),
+                _ => Some(1002),
+            }
+        }
+        End::ClientGone => None,
+    };
+    if let Some(code) = code {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: "".into(),
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+    }
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+}
+
+fn to_message(frame: WireFrame) -> Message {
+    match frame {
+        WireFrame::Text(text) => Message::Text(text),
+        WireFrame::Binary(bytes) => Message::Binary(bytes),
+    }
+}
