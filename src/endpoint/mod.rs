@@ -1,6 +1,7 @@
 //! The HTTP server: mounts sockets at paths, serves their transports, hands
 //! other requests to an application handler, and shuts down gracefully.
 
+mod api;
 pub(crate) mod http;
 mod query;
 
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use api::{handle_broadcast, json};
 pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};

@@ -305,7 +305,10 @@ mod tests {
         assert!(r.contains(3) && !r.contains(5) && !r.contains(1) && r.contains(8));
         assert_eq!(r.max(), 8);
         assert_eq!(r.points().collect::<Vec<_>>(), vec![2, 3, 4, 6, 7, 8]);
-        assert_eq!(Ranges::from_points([3, 1, 2, 7]).pairs(), vec![(1, 3), (7, 7)]);
+        assert_eq!(
+            Ranges::from_points([3, 1, 2, 7]).pairs(),
+            vec![(1, 3), (7, 7)]
+        );
     }
 
     #[test]

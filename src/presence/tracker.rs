@@ -175,6 +175,12 @@ struct Entry {
 /// its event (the last part only breaks ties that cannot happen).
 type Order = (ReplicaId, u64, u64);
 
+/// owner -> topic -> key -> event counter.
+type OwnerIndex = BTreeMap<OwnerId, BTreeMap<String, BTreeMap<String, u64>>>;
+
+/// topic -> key -> (origin, since) -> event counter.
+type TopicIndex = BTreeMap<String, BTreeMap<String, BTreeMap<(ReplicaId, u64), u64>>>;
+
 /// The replicated presence state of one node. See the module docs.
 #[derive(Clone, Debug)]
 pub struct Tracker {
@@ -184,9 +190,9 @@ pub struct Tracker {
     /// Live entries per origin replica, keyed by event counter.
     entries: BTreeMap<ReplicaId, BTreeMap<u64, Entry>>,
     /// owner -> topic -> key -> event counter (the triple is unique).
-    owners: BTreeMap<OwnerId, BTreeMap<String, BTreeMap<String, u64>>>,
+    owners: OwnerIndex,
     /// topic -> key -> (origin, since) -> event counter, in list order.
-    topics: BTreeMap<String, BTreeMap<String, BTreeMap<(ReplicaId, u64), u64>>>,
+    topics: TopicIndex,
     /// Replicas forgotten for good by [`Tracker::drop_replica`].
     dropped: BTreeSet<ReplicaId>,
 }
@@ -306,7 +312,12 @@ impl Tracker {
         let counters: Vec<u64> = self
             .owners
             .get(&owner)
-            .map(|topics| topics.values().flat_map(|keys| keys.values().copied()).collect())
+            .map(|topics| {
+                topics
+                    .values()
+                    .flat_map(|keys| keys.values().copied())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut diff = DiffBuilder::default();
         for counter in counters {
@@ -387,7 +398,10 @@ impl Tracker {
             .entry(entry.key.clone())
             .or_default()
             .insert((origin.clone(), entry.since), counter);
-        self.entries.entry(origin).or_default().insert(counter, entry);
+        self.entries
+            .entry(origin)
+            .or_default()
+            .insert(counter, entry);
     }
 
     /// Removes an entry and its index rows, dropping emptied maps.
@@ -444,15 +458,27 @@ mod tests {
         let mut t = Tracker::new(ReplicaId::new("a", 1));
         let (o1, o2) = (t.owner(1), t.owner(2));
         let d = t
-            .track(o1.clone(), "room", "alice", meta(json!({"s": "on"})), "R1".into())
+            .track(
+                o1.clone(),
+                "room",
+                "alice",
+                meta(json!({"s": "on"})),
+                "R1".into(),
+            )
             .unwrap();
         assert_eq!(d.topic, "room");
         assert_eq!(
             d.to_json(),
             json!({"joins": {"alice": {"metas": [{"s": "on", "phx_ref": "R1"}]}}, "leaves": {}})
         );
-        t.track(o2.clone(), "room", "alice", meta(json!({"s": "away"})), "R2".into())
-            .unwrap();
+        t.track(
+            o2.clone(),
+            "room",
+            "alice",
+            meta(json!({"s": "away"})),
+            "R2".into(),
+        )
+        .unwrap();
         t.track(o2.clone(), "other", "bob", Meta::new(), "R3".into())
             .unwrap();
         assert_eq!(
@@ -460,7 +486,10 @@ mod tests {
             json!({"alice": {"metas": [{"s": "on", "phx_ref": "R1"}, {"s": "away", "phx_ref": "R2"}]}})
         );
         assert_eq!(t.list("nothing").to_json(), json!({}));
-        assert_eq!(t.get(o2.clone(), "other", "bob"), Some(&meta(json!({"phx_ref": "R3"}))));
+        assert_eq!(
+            t.get(o2.clone(), "other", "bob"),
+            Some(&meta(json!({"phx_ref": "R3"})))
+        );
         assert_eq!(t.get(o1.clone(), "other", "bob"), None);
         assert_eq!(t.topics_of(o2), vec!["other".to_owned(), "room".to_owned()]);
         assert_eq!(
@@ -487,7 +516,10 @@ mod tests {
                 "leaves": {"k": {"metas": [{"n": 1, "phx_ref": "A"}]}}
             })
         );
-        let refs: Vec<_> = t.list("room").0["k"].iter().map(|m| m[PHX_REF].clone()).collect();
+        let refs: Vec<_> = t.list("room").0["k"]
+            .iter()
+            .map(|m| m[PHX_REF].clone())
+            .collect();
         assert_eq!(refs, vec![json!("C"), json!("B")]);
         assert_eq!(
             t.update(o1, "room", "nokey", Meta::new(), "D".into()),
@@ -500,19 +532,30 @@ mod tests {
         let mut t = Tracker::new(ReplicaId::new("a", 1));
         let (o1, o2) = (t.owner(1), t.owner(2));
         for (topic, key, r) in [("t1", "x", "1"), ("t1", "y", "2"), ("t2", "x", "3")] {
-            t.track(o1.clone(), topic, key, Meta::new(), r.into()).unwrap();
+            t.track(o1.clone(), topic, key, Meta::new(), r.into())
+                .unwrap();
         }
-        t.track(o2.clone(), "t1", "x", Meta::new(), "4".into()).unwrap();
+        t.track(o2.clone(), "t1", "x", Meta::new(), "4".into())
+            .unwrap();
         assert!(t.untrack(o2.clone(), "t1", "nope").is_empty());
         let d = t.untrack(o2.clone(), "t1", "x");
-        assert_eq!(d.leaves.to_json(), json!({"x": {"metas": [{"phx_ref": "4"}]}}));
+        assert_eq!(
+            d.leaves.to_json(),
+            json!({"x": {"metas": [{"phx_ref": "4"}]}})
+        );
         assert!(t.topics_of(o2).is_empty());
         let diffs = t.untrack_owner(o1.clone());
-        let shown: Vec<_> = diffs.iter().map(|d| (d.topic.clone(), d.leaves.to_json())).collect();
+        let shown: Vec<_> = diffs
+            .iter()
+            .map(|d| (d.topic.clone(), d.leaves.to_json()))
+            .collect();
         assert_eq!(
             shown,
             vec![
-                ("t1".to_owned(), json!({"x": {"metas": [{"phx_ref": "1"}]}, "y": {"metas": [{"phx_ref": "2"}]}})),
+                (
+                    "t1".to_owned(),
+                    json!({"x": {"metas": [{"phx_ref": "1"}]}, "y": {"metas": [{"phx_ref": "2"}]}})
+                ),
                 ("t2".to_owned(), json!({"x": {"metas": [{"phx_ref": "3"}]}})),
             ]
         );

@@ -216,7 +216,10 @@ impl DiffBatch {
     /// its leaves, as phoenix.js applies them. `diff.topic` must be this
     /// batch's topic (checked in debug builds; ignored otherwise).
     pub fn push(&mut self, diff: Diff) {
-        debug_assert_eq!(diff.topic, self.topic, "diff pushed to another topic's batch");
+        debug_assert_eq!(
+            diff.topic, self.topic,
+            "diff pushed to another topic's batch"
+        );
         for (key, metas) in diff.joins.0 {
             for meta in metas {
                 let seq = self.next_seq();
@@ -269,6 +272,11 @@ impl DiffBatch {
             joins: ordered(joins),
             leaves: ordered(leaves),
         }
+    }
+
+    /// The combined diff of the window, consuming the batch.
+    pub fn finish(mut self) -> Diff {
+        self.take()
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -340,13 +348,22 @@ mod tests {
     }
 
     fn state(items: &[(&str, Vec<Meta>)]) -> ClientState {
-        items.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        items
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     #[test]
     fn join_then_leave_cancels() {
         let start = state(&[("k", vec![m("a", 0)])]);
-        let (end, combined) = check(&start, &[diff(&[("k", m("b", 1))], &[]), diff(&[], &[("k", m("b", 1))])]);
+        let (end, combined) = check(
+            &start,
+            &[
+                diff(&[("k", m("b", 1))], &[]),
+                diff(&[], &[("k", m("b", 1))]),
+            ],
+        );
         assert!(combined.is_empty());
         assert_eq!(end, start);
     }
@@ -354,8 +371,17 @@ mod tests {
     #[test]
     fn leave_then_join_of_the_same_ref_is_a_join() {
         let start = state(&[("k", vec![m("a", 0), m("b", 0)])]);
-        let (end, combined) = check(&start, &[diff(&[], &[("k", m("a", 0))]), diff(&[("k", m("a", 5))], &[])]);
-        assert_eq!(combined.to_json(), json!({"joins": {"k": {"metas": [m("a", 5)]}}, "leaves": {}}));
+        let (end, combined) = check(
+            &start,
+            &[
+                diff(&[], &[("k", m("a", 0))]),
+                diff(&[("k", m("a", 5))], &[]),
+            ],
+        );
+        assert_eq!(
+            combined.to_json(),
+            json!({"joins": {"k": {"metas": [m("a", 5)]}}, "leaves": {}})
+        );
         assert_eq!(end, state(&[("k", vec![m("b", 0), m("a", 5)])]));
     }
 
@@ -404,8 +430,8 @@ mod tests {
     fn metas_without_ref_are_kept_apart() {
         let plain = json!({"x": 1}).as_object().cloned().unwrap();
         let mut batch = DiffBatch::new("t");
-        batch.push(diff(&[("k", plain.clone())], &[]));
-        assert_eq!(batch.take().joins.get("k"), Some(&[plain][..]));
         assert_eq!(batch.topic(), "t");
+        batch.push(diff(&[("k", plain.clone())], &[]));
+        assert_eq!(batch.finish().joins.get("k"), Some(&[plain][..]));
     }
 }

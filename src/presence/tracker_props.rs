@@ -17,22 +17,57 @@ const KEYS: [&str; 3] = ["k0", "k1", "k2"];
 /// number of replicas.
 #[derive(Clone, Debug)]
 enum Op {
-    Track { at: usize, owner: u64, topic: usize, key: usize },
-    Update { at: usize, owner: u64, topic: usize, key: usize },
-    Untrack { at: usize, owner: u64, topic: usize, key: usize },
-    UntrackOwner { at: usize, owner: u64 },
+    Track {
+        at: usize,
+        owner: u64,
+        topic: usize,
+        key: usize,
+    },
+    Update {
+        at: usize,
+        owner: u64,
+        topic: usize,
+        key: usize,
+    },
+    Untrack {
+        at: usize,
+        owner: u64,
+        topic: usize,
+        key: usize,
+    },
+    UntrackOwner {
+        at: usize,
+        owner: u64,
+    },
     /// `to` merges a delta cut for its current clock.
-    Delta { from: usize, to: usize },
+    Delta {
+        from: usize,
+        to: usize,
+    },
     /// `to` merges `from`'s full state.
-    Full { from: usize, to: usize },
+    Full {
+        from: usize,
+        to: usize,
+    },
     /// A delta for `to`'s current clock is queued, to arrive later.
-    Stash { from: usize, to: usize },
+    Stash {
+        from: usize,
+        to: usize,
+    },
     /// A queued delta arrives at its target; with `dup` it stays queued.
-    Deliver { pick: usize, dup: bool },
+    Deliver {
+        pick: usize,
+        dup: bool,
+    },
     /// A queued delta arrives at some other replica.
-    Misdeliver { pick: usize, to: usize },
+    Misdeliver {
+        pick: usize,
+        to: usize,
+    },
     /// A replica flushes its diff batches.
-    Flush { at: usize },
+    Flush {
+        at: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,7 +108,9 @@ struct Cluster {
 impl Cluster {
     fn new(n: usize) -> Cluster {
         Cluster {
-            nodes: (0..n).map(|i| Tracker::new(ReplicaId::new(format!("n{i}"), 7))).collect(),
+            nodes: (0..n)
+                .map(|i| Tracker::new(ReplicaId::new(format!("n{i}"), 7)))
+                .collect(),
             clients: vec![BTreeMap::new(); n],
             batches: (0..n).map(|_| BTreeMap::new()).collect(),
             batched_clients: vec![BTreeMap::new(); n],
@@ -105,21 +142,36 @@ impl Cluster {
     fn apply(&mut self, op: Op) {
         let n = self.nodes.len();
         match op {
-            Op::Track { at, owner, topic, key } => {
+            Op::Track {
+                at,
+                owner,
+                topic,
+                key,
+            } => {
                 let (at, (meta, r)) = (at % n, self.meta());
                 let owner = self.nodes[at].owner(owner);
                 if let Ok(d) = self.nodes[at].track(owner, TOPICS[topic], KEYS[key], meta, r) {
                     self.emit(at, vec![d]);
                 }
             }
-            Op::Update { at, owner, topic, key } => {
+            Op::Update {
+                at,
+                owner,
+                topic,
+                key,
+            } => {
                 let (at, (meta, r)) = (at % n, self.meta());
                 let owner = self.nodes[at].owner(owner);
                 if let Ok(d) = self.nodes[at].update(owner, TOPICS[topic], KEYS[key], meta, r) {
                     self.emit(at, vec![d]);
                 }
             }
-            Op::Untrack { at, owner, topic, key } => {
+            Op::Untrack {
+                at,
+                owner,
+                topic,
+                key,
+            } => {
                 let at = at % n;
                 let owner = self.nodes[at].owner(owner);
                 let d = self.nodes[at].untrack(owner, TOPICS[topic], KEYS[key]);
@@ -145,7 +197,11 @@ impl Cluster {
             }
             Op::Deliver { pick, dup } if !self.queue.is_empty() => {
                 let i = pick % self.queue.len();
-                let (to, delta) = if dup { self.queue[i].clone() } else { self.queue.remove(i) };
+                let (to, delta) = if dup {
+                    self.queue[i].clone()
+                } else {
+                    self.queue.remove(i)
+                };
                 let diffs = self.nodes[to].merge(delta);
                 self.emit(to, diffs);
             }
@@ -169,13 +225,22 @@ impl Cluster {
     fn flush(&mut self, at: usize) {
         for (topic, batch) in &mut self.batches[at] {
             let combined = batch.take();
-            sync_diff(self.batched_clients[at].entry(topic.clone()).or_default(), &combined);
+            sync_diff(
+                self.batched_clients[at].entry(topic.clone()).or_default(),
+                &combined,
+            );
         }
         let drop_empty = |m: &BTreeMap<String, ClientState>| {
-            m.iter().filter(|(_, s)| !s.is_empty()).map(|(t, s)| (t.clone(), s.clone())).collect::<BTreeMap<_, _>>()
+            m.iter()
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(t, s)| (t.clone(), s.clone()))
+                .collect::<BTreeMap<_, _>>()
         };
         // Batched in windows or applied one by one: the same client state, order included.
-        assert_eq!(drop_empty(&self.batched_clients[at]), drop_empty(&self.clients[at]));
+        assert_eq!(
+            drop_empty(&self.batched_clients[at]),
+            drop_empty(&self.clients[at])
+        );
     }
 
     fn record_created(&mut self) {
@@ -197,7 +262,10 @@ impl Cluster {
                 for (event, e) in by_event {
                     // Everything held was created by its origin, as held.
                     let row = &self.created[&(origin.clone(), *event)];
-                    assert_eq!(row, &(e.owner, e.topic.clone(), e.key.clone(), e.meta.clone()));
+                    assert_eq!(
+                        row,
+                        &(e.owner, e.topic.clone(), e.key.clone(), e.meta.clone())
+                    );
                     assert!(node.context.contains(origin, *event));
                 }
             }
@@ -207,16 +275,29 @@ impl Cluster {
                 if node.dropped.contains(me) {
                     continue;
                 }
-                for event in origin.entries.get(me).into_iter().flatten().map(|(e, _)| *e) {
+                for event in origin
+                    .entries
+                    .get(me)
+                    .into_iter()
+                    .flatten()
+                    .map(|(e, _)| *e)
+                {
                     if node.context.contains(me, event) {
-                        assert!(node.entry(me, event).is_some(), "node {i} lost {me}/{event}");
+                        assert!(
+                            node.entry(me, event).is_some(),
+                            "node {i} lost {me}/{event}"
+                        );
                     }
                 }
             }
             // The client fed every diff shows what the server lists.
             for topic in TOPICS {
                 let client = self.clients[i].get(topic).cloned().unwrap_or_default();
-                assert_eq!(as_sets(&client), as_sets(&from_list(&node.list(topic))), "node {i} {topic}");
+                assert_eq!(
+                    as_sets(&client),
+                    as_sets(&from_list(&node.list(topic))),
+                    "node {i} {topic}"
+                );
             }
         }
     }
@@ -249,18 +330,24 @@ impl Cluster {
             let me = node.replica();
             for e in node.entries.get(me).into_iter().flatten().map(|(_, e)| e) {
                 if e.topic == topic {
-                    keys.entry(e.key.clone()).or_default().insert((me.clone(), e.since), e.meta.clone());
+                    keys.entry(e.key.clone())
+                        .or_default()
+                        .insert((me.clone(), e.since), e.meta.clone());
                 }
             }
         }
-        PresenceList(keys.into_iter().map(|(k, m)| (k, m.into_values().collect())).collect())
+        PresenceList(
+            keys.into_iter()
+                .map(|(k, m)| (k, m.into_values().collect()))
+                .collect(),
+        )
     }
 }
 
 /// The indexes agree with the entries, and `(owner, topic, key)` is unique.
 fn check_indexes(t: &Tracker) {
-    let mut owners: BTreeMap<OwnerId, BTreeMap<String, BTreeMap<String, u64>>> = BTreeMap::new();
-    let mut topics: BTreeMap<String, BTreeMap<String, BTreeMap<(ReplicaId, u64), u64>>> = BTreeMap::new();
+    let mut owners = OwnerIndex::new();
+    let mut topics = TopicIndex::new();
     for (origin, by_event) in &t.entries {
         assert!(!by_event.is_empty());
         for (event, e) in by_event {
@@ -283,8 +370,14 @@ fn check_indexes(t: &Tracker) {
     assert_eq!(topics, t.topics);
 }
 
+/// Observed event ranges and live entries, per origin replica.
+type Content = (
+    BTreeMap<ReplicaId, Vec<(u64, u64)>>,
+    BTreeMap<ReplicaId, BTreeMap<u64, Entry>>,
+);
+
 /// The replicated content of a tracker, independent of whose it is.
-fn content(t: &Tracker) -> (BTreeMap<ReplicaId, Vec<(u64, u64)>>, BTreeMap<ReplicaId, BTreeMap<u64, Entry>>) {
+fn content(t: &Tracker) -> Content {
     let observed = t.context.replicas().into_iter().map(|r| {
         let pairs = t.context.observed(&r).pairs();
         (r, pairs)
@@ -372,7 +465,7 @@ proptest! {
             prop_assert_eq!(leaves, left.len());
         }
         prop_assert!(diffs.iter().all(|d| d.joins.is_empty()));
-        prop_assert!(cluster.nodes[0].entries.get(&gone).is_none());
+        prop_assert!(!cluster.nodes[0].entries.contains_key(&gone));
         let n0 = cluster.nodes[0].replica().clone();
         cluster.clients[0].clear();
         for topic in TOPICS {

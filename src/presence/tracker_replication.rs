@@ -220,7 +220,11 @@ mod tests {
         t.list(topic)
             .0
             .into_iter()
-            .flat_map(|(k, metas)| metas.into_iter().map(move |m| (k.clone(), m["phx_ref"].as_str().unwrap().to_owned())))
+            .flat_map(|(k, metas)| {
+                metas
+                    .into_iter()
+                    .map(move |m| (k.clone(), m["phx_ref"].as_str().unwrap().to_owned()))
+            })
             .collect()
     }
 
@@ -265,7 +269,11 @@ mod tests {
 
     #[test]
     fn kept_events_the_receiver_never_saw_are_not_claimed() {
-        let (mut a, mut b, mut c) = (Tracker::new(rid("a")), Tracker::new(rid("b")), Tracker::new(rid("c")));
+        let (mut a, mut b, mut c) = (
+            Tracker::new(rid("a")),
+            Tracker::new(rid("b")),
+            Tracker::new(rid("c")),
+        );
         track(&mut a, 1, "t", "x", "r1");
         b.merge(a.full_state());
         track(&mut a, 2, "t", "y", "r2");
@@ -297,7 +305,11 @@ mod tests {
 
     #[test]
     fn dropped_replicas_stay_dropped() {
-        let (mut a, mut b, mut c) = (Tracker::new(rid("a")), Tracker::new(rid("b")), Tracker::new(rid("c")));
+        let (mut a, mut b, mut c) = (
+            Tracker::new(rid("a")),
+            Tracker::new(rid("b")),
+            Tracker::new(rid("c")),
+        );
         track(&mut a, 1, "t", "x", "r1");
         track(&mut b, 1, "t", "x", "r2");
         c.merge(a.full_state());
@@ -307,7 +319,10 @@ mod tests {
         assert!(diffs[0].joins.is_empty());
         assert_eq!(refs(&c, "t"), vec![("x".to_owned(), "r2".to_owned())]);
         b.merge(a.full_state());
-        assert!(c.merge(b.full_state()).is_empty(), "b's copy of a is ignored");
+        assert!(
+            c.merge(b.full_state()).is_empty(),
+            "b's copy of a is ignored"
+        );
         assert!(c.full_state().origins.iter().all(|o| o.replica != rid("a")));
     }
 
@@ -347,7 +362,11 @@ mod tests {
             key: "x".into(),
             meta: Meta::new(),
         });
-        assert!(d.merge(Delta { origins: vec![stale] }).is_empty());
+        assert!(d
+            .merge(Delta {
+                origins: vec![stale]
+            })
+            .is_empty());
         assert_eq!(refs(&d, "t"), vec![("x".to_owned(), "r2".to_owned())]);
         assert!(d.context.contains(&rid("a"), 1));
     }
@@ -360,7 +379,8 @@ mod tests {
         let text = serde_json::to_string(&delta).unwrap();
         let back: Delta = serde_json::from_str(&text).unwrap();
         assert_eq!(back, delta);
-        let clock: Clock = serde_json::from_str(&serde_json::to_string(&a.clock()).unwrap()).unwrap();
+        let clock: Clock =
+            serde_json::from_str(&serde_json::to_string(&a.clock()).unwrap()).unwrap();
         assert_eq!(clock, a.clock());
     }
 }

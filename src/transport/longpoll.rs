@@ -1,16 +1,278 @@
-//! The LongPoll transport (HTTP polling), for clients without websockets.
+//! The LongPoll transport (HTTP polling), for clients without websockets,
+//! answering as Phoenix's `Phoenix.Transports.LongPoll` does.
+//!
+//! * `GET` listens: without a valid session it starts one (origin, `vsn`
+//!   and the connect callback are checked as for websockets) and answers
+//!   `{"status":410,"token":T,"messages":[]}`; with one it answers the
+//!   buffered frames at once (`200`), or waits up to the poll window for the
+//!   first one, else `204`. A newer GET on the same session ends an older
+//!   waiting one with `204` at once (Phoenix lets the older one time out).
+//! * `POST` publishes: the body's frames (see [`body`]) go to the session in
+//!   order; `{"status":200}`, `408` when the session does not take a frame
+//!   within the window, `410` without a valid session.
+//! * `OPTIONS` answers the CORS preflight; any other method gets HTTP 400.
+//!
+//! Every answer is HTTP 200 with the logical status in the JSON body, and
+//! carries `access-control-allow-origin: *`; JSON answers are never cached.
+//! Tokens are HMAC-signed session ids (see [`token`]); sessions that no GET
+//! reached for 1.5 × the window are closed (see [`session`]).
+
+mod body;
+mod session;
+mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use hyper::StatusCode;
+use bytes::Bytes;
+use fawkes_protocol::Serializer;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+use serde::Serialize;
 
 use crate::endpoint::http::empty;
-use crate::endpoint::{HttpRequest, HttpResponse, Shared};
-use crate::socket::Socket;
+use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
+use crate::socket::{ConnectInfo, Socket};
+use session::{LpSession, Poll, Publish};
+
+/// Header carrying the session token (wins over the `token` query param).
+const TOKEN_HEADER: &str = "x-phoenix-longpoll-token";
+/// Header phoenix.js sends its `authToken` in on every poll.
+const AUTH_TOKEN_HEADER: &str = "x-phoenix-authtoken";
+/// Largest POST body read (Plug's `read_body` default); larger → HTTP 400.
+const MAX_BODY: usize = 8_000_000;
+
+/// The JSON body of a longpoll answer.
+#[derive(Debug, Serialize)]
+struct Answer<'a> {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<&'a str>>,
+}
 
 /// Answer one longpoll request.
 pub(crate) async fn handle(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
-    let _ = (req, socket, shared, peer);
-    empty(StatusCode::NOT_FOUND)
+    let mut response = route(req, socket, shared, peer).await;
+    response
+        .headers_mut()
+        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+async fn route(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+    let headers = req.headers();
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Err(error) = socket.options.check_origin.check(origin, host) {
+        tracing::warn!(%error, "refusing longpoll: origin");
+        return status_only(403);
+    }
+    match *req.method() {
+        Method::OPTIONS => preflight(req.headers()),
+        Method::GET => listen(req, socket, shared, peer).await,
+        Method::POST => publish(req, socket).await,
+        _ => empty(StatusCode::BAD_REQUEST),
+    }
+}
+
+/// The CORS preflight answer.
+fn preflight(headers: &HeaderMap) -> HttpResponse {
+    let requested: Vec<&str> = headers
+        .get_all(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let mut response = empty(StatusCode::OK);
+    let h = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&requested.join(", ")) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("get, post, options"),
+    );
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("3600"));
+    response
+}
+
+/// The session named by the request's token (header first, then the
+/// `token` query param), if it is valid, live and of this socket; with the
+/// token as sent.
+fn resume(req: &HttpRequest, socket: &Arc<Socket>) -> Option<(Arc<LpSession>, String)> {
+    let presented = match req.headers().get(HeaderName::from_static(TOKEN_HEADER)) {
+        Some(value) => value.to_str().ok()?.to_owned(),
+        None => {
+            let params = parse_query(req.uri().query());
+            params.get("token")?.as_str()?.to_owned()
+        }
+    };
+    let id = match token::verify(&presented) {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::debug!(%error, "longpoll token refused");
+            return None;
+        }
+    };
+    let session = session::lookup(id, socket)?;
+    Some((session, presented))
+}
+
+/// GET: poll a live session, or start a new one.
+async fn listen(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+    let window = socket.options.longpoll_window;
+    let Some((session, token)) = resume(&req, &socket) else {
+        return new_session(req, socket, shared, peer).await;
+    };
+    match session.poll(window).await {
+        Poll::Messages(frames) => {
+            let messages = frames.iter().map(|f| f.as_str()).collect();
+            json(&Answer {
+                status: 200,
+                token: Some(&token),
+                messages: Some(messages),
+            })
+        }
+        Poll::NoContent => json(&Answer {
+            status: 204,
+            token: Some(&token),
+            messages: Some(Vec::new()),
+        }),
+    }
+}
+
+/// Start a session for a GET without a valid one: `410` with its token, or
+/// `403` when the origin, `vsn` or the connect callback refuses.
+async fn new_session(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+    let params = parse_query(req.uri().query());
+    let serializer = match Serializer::from_vsn(params.get("vsn").and_then(|v| v.as_str())) {
+        Ok(serializer) => serializer,
+        Err(error) => {
+            tracing::warn!(%error, "refusing longpoll: vsn");
+            return status_only(403);
+        }
+    };
+    let headers = req.headers();
+    let auth_token = headers
+        .get(HeaderName::from_static(AUTH_TOKEN_HEADER))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let info = ConnectInfo {
+        params,
+        auth_token,
+        peer_addr: Some(peer),
+        headers: headers.clone(),
+    };
+    let Ok(connected) = (socket.connect)(info).await else {
+        tracing::info!(%peer, "longpoll connect refused");
+        return status_only(403);
+    };
+    let (id, token) = match token::SessionId::random().and_then(|id| Ok((id, token::sign(id)?))) {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::error!(%error, "cannot start a longpoll session");
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let expiry = expiry(socket.options.longpoll_window);
+    let handle = crate::session::start(socket.clone(), shared, serializer, connected);
+    session::register(id, socket, handle, expiry);
+    json(&Answer {
+        status: 410,
+        token: Some(&token),
+        messages: Some(Vec::new()),
+    })
+}
+
+/// POST: hand the body's frames to the session.
+async fn publish(req: HttpRequest, socket: Arc<Socket>) -> HttpResponse {
+    let Some((session, _token)) = resume(&req, &socket) else {
+        return status_only(410);
+    };
+    let content_type = {
+        let mut values = req.headers().get_all(header::CONTENT_TYPE).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok().map(str::to_owned),
+            _ => None,
+        }
+    };
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            tracing::info!(%error, "longpoll body refused");
+            return empty(StatusCode::BAD_REQUEST);
+        }
+    };
+    let frames = match body::frames(content_type.as_deref(), body) {
+        Ok(frames) => frames,
+        Err(error) => {
+            tracing::info!(%error, "longpoll body refused");
+            return empty(StatusCode::BAD_REQUEST);
+        }
+    };
+    match session.publish(frames, socket.options.longpoll_window).await {
+        Publish::Ok => status_only(200),
+        Publish::Timeout => status_only(408),
+        Publish::Gone => status_only(410),
+    }
+}
+
+/// A session is closed when no GET reached it for this long.
+fn expiry(window: Duration) -> Duration {
+    window.saturating_mul(3) / 2
+}
+
+/// `{"status":N}`.
+fn status_only(status: u16) -> HttpResponse {
+    json(&Answer {
+        status,
+        token: None,
+        messages: None,
+    })
+}
+
+/// A JSON answer: HTTP 200, never cached.
+fn json(answer: &Answer<'_>) -> HttpResponse {
+    let body = match serde_json::to_vec(answer) {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::error!(%error, "longpoll answer not encodable");
+            return empty(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_serialize_like_phoenix() {
+        let body = |a: &Answer<'_>| serde_json::to_value(a).expect("json");
+        assert_eq!(body(&Answer { status: 410, token: None, messages: None }), serde_json::json!({"status": 410}));
+        assert_eq!(
+            body(&Answer {
+                status: 200,
+                token: Some("t"),
+                messages: Some(vec!["[1]"])
+            }),
+            serde_json::json!({"status": 200, "token": "t", "messages": ["[1]"]})
+        );
+    }
+
+    #[test]
+    fn expiry_is_one_and_a_half_windows() {
+        assert_eq!(expiry(Duration::from_secs(10)), Duration::from_secs(15));
+    }
 }

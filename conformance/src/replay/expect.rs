@@ -149,7 +149,8 @@ fn show_code(code: Option<u16>) -> String {
     code.map_or_else(|| "null (no close frame)".to_owned(), |c| c.to_string())
 }
 
-fn shorten(s: &str) -> String {
+/// One line, cut to a readable length, for failure messages.
+pub fn shorten(s: &str) -> String {
     let s = s.replace(['\n', '\r'], " ");
     if s.chars().count() <= MAX_SHOWN {
         return s;

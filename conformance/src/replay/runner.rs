@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use super::expect::{describe_expected, describe_observed, Expectations, Offer};
+use super::expect::{describe_expected, describe_observed, shorten, Expectations, Offer};
 use super::http::{self, BaseUrl, HttpError};
 use super::normalize::{self, encode_uri_component, Bindings, Difference, TokenMap};
 use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
@@ -111,7 +111,7 @@ pub enum Failure {
         expected: u16,
         /// Live status.
         got: u16,
-        /// Live body.
+        /// Live body (shortened).
         body: String,
     },
     /// The HTTP response body differs.
@@ -119,9 +119,9 @@ pub enum Failure {
     HttpBody {
         /// The `http_response` step.
         step: usize,
-        /// Recorded body.
+        /// Recorded body (shortened).
         expected: String,
-        /// Live body.
+        /// Live body (shortened).
         got: String,
         /// Where it differs.
         difference: Difference,
@@ -367,14 +367,14 @@ impl Session<'_> {
                         step: step + 1,
                         expected: *expected_status,
                         got: reply.status,
-                        body: reply.body,
+                        body: shorten(&reply.body),
                     });
                 }
                 normalize::match_http_body(expected_body, &reply.body, &mut self.bindings)
                     .map_err(|difference| Failure::HttpBody {
                         step: step + 1,
-                        expected: expected_body.clone(),
-                        got: reply.body.clone(),
+                        expected: shorten(expected_body),
+                        got: shorten(&reply.body),
                         difference,
                     })?;
                 if let (Some(recorded), Some(live)) = (

@@ -1,0 +1,306 @@
+//! Command line: the options shared by every scenario, one argument struct
+//! per subcommand, and the checked server target (loopback only).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Load generator for Phoenix Channels servers (V2 protocol, loopback only).
+#[derive(Debug, Parser)]
+#[command(name = "fawkes-bench", version, about)]
+pub(crate) struct Cli {
+    /// Options shared by all scenarios.
+    #[command(flatten)]
+    pub(crate) common: Common,
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options shared by all scenarios.
+#[derive(Debug, Args)]
+pub(crate) struct Common {
+    /// Base URL of the server (loopback only); the socket path and
+    /// `/websocket?vsn=2.0.0` are appended.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:4000")]
+    pub(crate) url: String,
+    /// Socket mount path under the URL.
+    #[arg(long, global = true, default_value = "/socket")]
+    pub(crate) socket_path: String,
+    /// Spread connections over this many loopback source addresses
+    /// 127.0.0.1..127.0.0.K (each has its own ~28k ephemeral ports).
+    #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub(crate) sources: u8,
+    /// Server process id: report its CPU time and RSS from /proc.
+    #[arg(long, global = true)]
+    pub(crate) server_pid: Option<u32>,
+    /// Connections opened (connect + join) at once while setting up.
+    #[arg(long, global = true, default_value_t = 256)]
+    pub(crate) concurrency: usize,
+    /// Timeout for one connect, or one join reply, in seconds.
+    #[arg(long, global = true, default_value_t = 20)]
+    pub(crate) op_timeout: u64,
+}
+
+impl Common {
+    /// The per-operation timeout.
+    pub(crate) fn op_timeout(&self) -> Duration {
+        Duration::from_secs(self.op_timeout.max(1))
+    }
+}
+
+/// The scenarios, plus the baseline server.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Open N connections that each join a topic and stay idle; report the
+    /// server's RSS per connection.
+    Idle(IdleArgs),
+    /// S subscribers on one topic; a publisher broadcasts at a rate; report
+    /// deliveries/s, latency and deliveries per server CPU-second.
+    Fanout(FanoutArgs),
+    /// N connections each connect, then join; report connects/s and joins/s.
+    Joins(JoinsArgs),
+    /// N clients join one presence topic and keep phoenix.js presence lists;
+    /// report the time until every list has N keys.
+    Presence(PresenceArgs),
+    /// A bare tokio-tungstenite fan-out server (no Phoenix protocol), the
+    /// ceiling for `fanout`.
+    BaselineServer(BaselineArgs),
+}
+
+/// `idle` options.
+#[derive(Debug, Args)]
+pub(crate) struct IdleArgs {
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) conns: usize,
+    /// Topic; each connection joins `<topic>:<i>` unless --same-topic.
+    #[arg(long, default_value = "room:idle")]
+    pub(crate) topic: String,
+    /// Every connection joins exactly --topic.
+    #[arg(long)]
+    pub(crate) same_topic: bool,
+    /// Seconds to hold the connections after they all joined.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) hold: u64,
+    /// Heartbeat interval in seconds (phoenix.js: 30).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) heartbeat: u64,
+}
+
+/// A publish rate: a number of broadcasts per second, or `max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Rate {
+    /// As fast as the subscribers receive: at most --window broadcasts not
+    /// yet delivered to every subscriber.
+    Max,
+    /// Open loop, this many broadcasts per second.
+    PerSecond(f64),
+}
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Rate::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
+            _ => Err(format!("rate must be a positive number or `max`, got {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Max => f.write_str("max"),
+            Rate::PerSecond(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+/// `fanout` options.
+#[derive(Debug, Args)]
+pub(crate) struct FanoutArgs {
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) subs: usize,
+    /// Broadcasts per second, or `max`.
+    #[arg(long, default_value = "4")]
+    pub(crate) rate: Rate,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) duration: u64,
+    /// Length of the payload's padding string, in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) payload_bytes: usize,
+    /// Topic every subscriber joins.
+    #[arg(long, default_value = "room:fanout")]
+    pub(crate) topic: String,
+    /// Event the publisher pushes (and the server broadcasts).
+    #[arg(long, default_value = "broadcast")]
+    pub(crate) event: String,
+    /// Publish with `POST /api/broadcast` instead of a channel push.
+    #[arg(long)]
+    pub(crate) via_http: bool,
+    /// With `--rate max`: broadcasts in flight (not yet received by every
+    /// subscriber).
+    #[arg(long, default_value_t = 4)]
+    pub(crate) window: u64,
+    /// Seconds to wait for the last deliveries after publishing stops.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) drain: u64,
+}
+
+/// `joins` options.
+#[derive(Debug, Args)]
+pub(crate) struct JoinsArgs {
+    /// Connections (each connects, then joins once).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) conns: usize,
+    /// Joins in flight at once (connects use --concurrency).
+    #[arg(long = "join-concurrency", default_value_t = 256)]
+    pub(crate) join_concurrency: usize,
+    /// Topic; each connection joins `<topic>:<i>` unless --same-topic.
+    #[arg(long, default_value = "room:join")]
+    pub(crate) topic: String,
+    /// Every connection joins exactly --topic.
+    #[arg(long)]
+    pub(crate) same_topic: bool,
+}
+
+/// How a presence client names its user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum UserParam {
+    /// Join payload `{"user": "u<i>"}` (the fawkes binary's room:*).
+    Join,
+    /// Connect query `user_id=u<i>` (the conformance app's presence:*).
+    Connect,
+}
+
+/// `presence` options.
+#[derive(Debug, Args)]
+pub(crate) struct PresenceArgs {
+    /// Clients (one tracked user each).
+    #[arg(long, default_value_t = 500)]
+    pub(crate) clients: usize,
+    /// The presence topic every client joins.
+    #[arg(long, default_value = "presence:bench")]
+    pub(crate) topic: String,
+    /// Where the user name goes.
+    #[arg(long, value_enum, default_value_t = UserParam::Connect)]
+    pub(crate) user_param: UserParam,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) timeout: u64,
+}
+
+/// `baseline-server` options.
+#[derive(Debug, Args)]
+pub(crate) struct BaselineArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 4200)]
+    pub(crate) port: u16,
+    /// Loopback address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: IpAddr,
+    /// Frames queued per connection before a slow client is dropped.
+    #[arg(long, default_value_t = 1024)]
+    pub(crate) queue: usize,
+    /// Stop by itself after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) max_seconds: u64,
+}
+
+/// The server to load: a loopback socket address and the websocket path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Where to connect.
+    pub(crate) addr: SocketAddr,
+    /// Host header value, e.g. `127.0.0.1:4000`.
+    pub(crate) authority: String,
+    /// Base path of the URL, without a trailing slash (often empty).
+    pub(crate) base_path: String,
+    /// Websocket path, e.g. `/socket/websocket`.
+    pub(crate) ws_path: String,
+}
+
+impl Target {
+    /// Parse `url` (http:// or ws://, loopback host) and the socket path.
+    /// Anything that is not on this machine's loopback is refused.
+    pub(crate) fn parse(url: &str, socket_path: &str) -> Result<Target, String> {
+        let uri: hyper::Uri = url.parse().map_err(|e| format!("bad --url {url:?}: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("ws") => {}
+            other => return Err(format!("--url scheme must be http or ws, got {other:?}")),
+        }
+        let host = uri.host().ok_or("--url has no host")?;
+        let ip = loopback_ip(host)?;
+        let port = uri.port_u16().unwrap_or(80);
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let socket_path = format!("/{}", socket_path.trim_matches('/'));
+        Ok(Target {
+            addr: SocketAddr::new(ip, port),
+            authority: format!("{host}:{port}"),
+            ws_path: format!("{base_path}{socket_path}/websocket"),
+            base_path,
+        })
+    }
+
+    /// The websocket URL with `vsn=2.0.0` and `extra` query parameters
+    /// (already encoded, without a leading `&`).
+    pub(crate) fn ws_url(&self, extra: &str) -> String {
+        let mut url = format!("ws://{}{}?vsn=2.0.0", self.authority, self.ws_path);
+        if !extra.is_empty() {
+            url.push('&');
+            url.push_str(extra);
+        }
+        url
+    }
+}
+
+/// The loopback IP `host` names, or an error for anything else.
+fn loopback_ip(host: &str) -> Result<IpAddr, String> {
+    let trimmed = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = if trimmed.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        trimmed
+            .parse::<IpAddr>()
+            .map_err(|_| format!("--url host must be a loopback IP or localhost, got {host:?}"))?
+    };
+    if !ip.is_loopback() {
+        return Err(format!("refusing non-loopback target {ip}: this tool only loads servers on this machine"));
+    }
+    Ok(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_loopback_targets_and_refuses_others() {
+        let t = Target::parse("http://127.0.0.1:4000", "/socket").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(t.ws_url("user_id=u1"), "ws://127.0.0.1:4000/socket/websocket?vsn=2.0.0&user_id=u1");
+        let t = Target::parse("ws://localhost:4100/", "idle").unwrap();
+        assert_eq!(t.ws_url(""), "ws://localhost:4100/idle/websocket?vsn=2.0.0");
+        assert!(Target::parse("http://[::1]:4000", "/socket").is_ok());
+        assert!(Target::parse("http://10.0.0.1:4000", "/socket").is_err());
+        assert!(Target::parse("http://example.com:4000", "/socket").is_err());
+        assert!(Target::parse("https://127.0.0.1:4000", "/socket").is_err());
+    }
+
+    #[test]
+    fn parses_rates() {
+        assert_eq!("max".parse::<Rate>(), Ok(Rate::Max));
+        assert_eq!("4".parse::<Rate>(), Ok(Rate::PerSecond(4.0)));
+        assert!("0".parse::<Rate>().is_err());
+        assert!("fast".parse::<Rate>().is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! A client-side presence list kept exactly like phoenix.js's `Presence`:
+//! `presence_state` goes through `syncState`, `presence_diff` through
+//! `syncDiff` (joins first, then leaves, metas keyed by `phx_ref`), and
+//! diffs that arrive before the first state wait until it comes.
+//!
+//! Only the `phx_ref` of each meta is kept: that is all the sync algorithm
+//! looks at, and the benchmark only counts keys.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+/// One key's presences as `(key, phx_refs)` pairs, in payload order.
+type Presences = Vec<(String, Vec<String>)>;
+
+/// The presence list of one client.
+#[derive(Debug, Default)]
+pub(crate) struct PresenceList {
+    state: HashMap<String, Vec<String>>,
+    pending: Vec<(Presences, Presences)>,
+    synced: bool,
+}
+
+impl PresenceList {
+    /// An empty list that has not seen a `presence_state` yet.
+    pub(crate) fn new() -> PresenceList {
+        PresenceList::default()
+    }
+
+    /// Number of keys (users) present.
+    pub(crate) fn len(&self) -> usize {
+        self.state.len()
+    }
+
+    /// The `phx_ref`s listed for `key`, oldest first.
+    #[cfg(test)]
+    pub(crate) fn refs(&self, key: &str) -> Option<&[String]> {
+        self.state.get(key).map(Vec::as_slice)
+    }
+
+    /// Apply a `presence_state` payload (phoenix.js `syncState`), then any
+    /// diffs that arrived before it.
+    pub(crate) fn apply_state(&mut self, new_state: &Value) {
+        let new_state = presences(Some(new_state));
+        let mut joins = Presences::new();
+        let mut leaves = Presences::new();
+        let mut listed: HashMap<&str, &[String]> = HashMap::with_capacity(new_state.len());
+        for (key, refs) in &new_state {
+            listed.insert(key, refs);
+        }
+        for (key, refs) in &self.state {
+            if !listed.contains_key(key.as_str()) {
+                leaves.push((key.clone(), refs.clone()));
+            }
+        }
+        for (key, new_refs) in &new_state {
+            match self.state.get(key) {
+                Some(current) => {
+                    let joined: Vec<String> = new_refs.iter().filter(|r| !current.contains(r)).cloned().collect();
+                    let left: Vec<String> = current.iter().filter(|r| !new_refs.contains(r)).cloned().collect();
+                    if !joined.is_empty() {
+                        joins.push((key.clone(), joined));
+                    }
+                    if !left.is_empty() {
+                        leaves.push((key.clone(), left));
+                    }
+                }
+                None => joins.push((key.clone(), new_refs.clone())),
+            }
+        }
+        self.sync_diff(joins, leaves);
+        self.synced = true;
+        for (joins, leaves) in std::mem::take(&mut self.pending) {
+            self.sync_diff(joins, leaves);
+        }
+    }
+
+    /// Apply a `presence_diff` payload (phoenix.js `syncDiff`), or keep it
+    /// for later when no state has arrived yet.
+    pub(crate) fn apply_diff(&mut self, diff: &Value) {
+        let joins = presences(diff.get("joins"));
+        let leaves = presences(diff.get("leaves"));
+        if self.synced {
+            self.sync_diff(joins, leaves);
+        } else {
+            self.pending.push((joins, leaves));
+        }
+    }
+
+    fn sync_diff(&mut self, joins: Presences, leaves: Presences) {
+        for (key, new_refs) in joins {
+            let merged = match self.state.remove(&key) {
+                // Current metas not re-joined come first (`unshift`).
+                Some(current) => {
+                    let mut merged: Vec<String> = current.into_iter().filter(|r| !new_refs.contains(r)).collect();
+                    merged.extend(new_refs);
+                    merged
+                }
+                None => new_refs,
+            };
+            self.state.insert(key, merged);
+        }
+        for (key, left_refs) in leaves {
+            let Some(current) = self.state.get_mut(&key) else {
+                continue;
+            };
+            current.retain(|r| !left_refs.contains(r));
+            if current.is_empty() {
+                self.state.remove(&key);
+            }
+        }
+    }
+}
+
+/// `{key: {"metas": [{"phx_ref": ..}, ..]}, ..}` as (key, refs) pairs.
+fn presences(value: Option<&Value>) -> Presences {
+    let Some(Value::Object(map)) = value else {
+        return Presences::new();
+    };
+    map.iter()
+        .map(|(key, presence)| {
+            let refs = presence
+                .get("metas")
+                .and_then(Value::as_array)
+                .map(|metas| {
+                    metas
+                        .iter()
+                        .map(|m| match m.get("phx_ref") {
+                            Some(Value::String(r)) => r.clone(),
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (key.clone(), refs)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn metas(refs: &[&str]) -> Value {
+        json!({"metas": refs.iter().map(|r| json!({"phx_ref": r, "name": "x"})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn state_then_diffs_joins_before_leaves() {
+        let mut list = PresenceList::new();
+        list.apply_state(&json!({"u1": metas(&["a"]), "u2": metas(&["b"])}));
+        assert_eq!(list.len(), 2);
+        // u3 joins; u1 opens a second tab; u2 leaves.
+        list.apply_diff(&json!({"joins": {"u3": metas(&["c"]), "u1": metas(&["d"])}, "leaves": {"u2": metas(&["b"])}}));
+        assert_eq!(list.len(), 2);
+        assert_eq!(list.refs("u1"), Some(&["a".to_owned(), "d".to_owned()][..]));
+        // An update: the same diff joins the new ref and leaves the old one.
+        list.apply_diff(&json!({"joins": {"u1": metas(&["e"])}, "leaves": {"u1": metas(&["a"])}}));
+        assert_eq!(list.refs("u1"), Some(&["d".to_owned(), "e".to_owned()][..]));
+        // Leaving a key that is not there is ignored.
+        list.apply_diff(&json!({"joins": {}, "leaves": {"zz": metas(&["q"])}}));
+        assert_eq!(list.len(), 2);
+    }
+
+    #[test]
+    fn diffs_before_the_first_state_wait_for_it() {
+        let mut list = PresenceList::new();
+        list.apply_diff(&json!({"joins": {"u2": metas(&["b"])}, "leaves": {}}));
+        list.apply_diff(&json!({"joins": {}, "leaves": {"u1": metas(&["a"])}}));
+        assert_eq!(list.len(), 0);
+        list.apply_state(&json!({"u1": metas(&["a"])}));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list.refs("u2"), Some(&["b".to_owned()][..]));
+        assert_eq!(list.refs("u1"), None);
+    }
+
+    #[test]
+    fn a_new_state_replaces_the_old_one() {
+        let mut list = PresenceList::new();
+        list.apply_state(&json!({"u1": metas(&["a", "b"]), "u2": metas(&["c"])}));
+        list.apply_state(&json!({"u1": metas(&["b", "x"]), "u3": metas(&["d"])}));
+        assert_eq!(list.refs("u1"), Some(&["b".to_owned(), "x".to_owned()][..]));
+        assert_eq!(list.refs("u2"), None);
+        assert_eq!(list.len(), 2);
+    }
+}

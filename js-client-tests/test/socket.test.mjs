@@ -1,0 +1,131 @@
+// The phoenix.js Socket against the conformance app: heartbeats, refused
+// connections, remote disconnects, and reconnect + rejoin after a restart.
+import {describe, it, before} from "node:test"
+import assert from "node:assert/strict"
+import {
+  startConformance, newSocket, connect, joinOk, pushed, eventually, httpBroadcast, sleep, within,
+} from "./helpers.mjs"
+
+let server
+before(async () => { server = await startConformance() })
+
+/** Counts the socket's open/close/error callbacks. */
+function watch(socket){
+  const seen = {opens: 0, closes: [], errors: []}
+  socket.onOpen(() => { seen.opens++ })
+  socket.onClose(e => { seen.closes.push(e && e.code) })
+  socket.onError(e => { seen.errors.push(e && (e.message || e.type || e)) })
+  return seen
+}
+
+describe("heartbeat", () => {
+  it("socket.ping() gets the server's heartbeat reply", {timeout: 10000}, async () => {
+    const socket = newSocket(server)
+    await connect(socket)
+    const rtt = await within(3000, "the ping reply", new Promise(resolve => {
+      assert.equal(socket.ping(resolve), true)
+    }))
+    assert.equal(typeof rtt, "number")
+    assert.ok(rtt >= 0 && rtt < 3000)
+  })
+
+  it("with a 100 ms heartbeat interval every heartbeat is answered and the socket never times out", {timeout: 10000}, async () => {
+    const socket = newSocket(server, {heartbeatIntervalMs: 100})
+    const seen = watch(socket)
+    const replies = []
+    socket.onMessage(msg => {
+      if(msg.topic === "phoenix" && msg.event === "phx_reply"){ replies.push(msg.payload) }
+    })
+    await connect(socket)
+    await sleep(1000)
+    // a missing reply makes phoenix.js close the socket with "heartbeat timeout" and reconnect
+    assert.equal(seen.opens, 1, "no reconnect")
+    assert.deepEqual(seen.closes, [])
+    assert.deepEqual(seen.errors, [])
+    assert.ok(replies.length >= 5, `expected >= 5 heartbeat replies in 1 s, got ${replies.length}`)
+    for(const payload of replies){ assert.deepEqual(payload, {status: "ok", response: {}}) }
+  })
+
+  it("heartbeats keep a socket alive on a mount with a 1.5 s idle timeout", {timeout: 10000}, async () => {
+    const socket = newSocket(server, {heartbeatIntervalMs: 300}, "/idle")
+    const seen = watch(socket)
+    await connect(socket)
+    await sleep(2500)
+    assert.equal(seen.opens, 1)
+    assert.deepEqual(seen.closes, [])
+  })
+
+  it("without heartbeats that mount closes the socket and phoenix.js reconnects", {timeout: 10000}, async () => {
+    const socket = newSocket(server, {heartbeatIntervalMs: 30000}, "/idle")
+    const seen = watch(socket)
+    await connect(socket)
+    await eventually("the idle close", () => seen.closes.length >= 1, 4000)
+    await eventually("the reconnect", () => seen.opens >= 2, 3000)
+  })
+})
+
+describe("refused and remote-closed connections", () => {
+  it("a refused connect (token=bad) fires onError and never opens", {timeout: 10000}, async () => {
+    const socket = newSocket(server, {params: {token: "bad"}, reconnectAfterMs: () => 200})
+    const seen = watch(socket)
+    socket.connect()
+    await eventually("onError", () => seen.errors.length >= 1, 3000)
+    await sleep(700)
+    assert.equal(seen.opens, 0, "a refused socket must not open")
+    assert.ok(!socket.isConnected())
+    socket.disconnect()
+
+    // any other token is accepted
+    const ok = newSocket(server, {params: {token: "good", user_id: "t"}})
+    await connect(ok)
+  })
+
+  it("a disconnect broadcast on the socket id closes that user's sockets; phoenix.js reconnects and rejoins", {timeout: 10000}, async () => {
+    const alice = newSocket(server, {params: {user_id: "alice"}})
+    const bob = newSocket(server, {params: {user_id: "bob"}})
+    const seenAlice = watch(alice)
+    const seenBob = watch(bob)
+    await Promise.all([connect(alice), connect(bob)])
+    const ca = alice.channel("room:remote")
+    let aliceJoins = 0
+    ca.join().receive("ok", () => { aliceJoins++ })
+    await eventually("alice joined", () => aliceJoins === 1)
+
+    assert.deepEqual(await httpBroadcast(server, "users_socket:alice", "disconnect", {}),
+      {status: 200, body: {ok: true}})
+    await eventually("alice's socket to be closed by the server", () => seenAlice.closes.length === 1, 3000)
+    await eventually("alice to reconnect", () => seenAlice.opens === 2, 3000)
+    await eventually("alice's channel to rejoin", () => aliceJoins === 2, 3000)
+    assert.deepEqual(await pushed(ca, "echo", {back: true}), {status: "ok", response: {back: true}})
+    assert.deepEqual(seenBob.closes, [], "bob's socket is not affected")
+    assert.equal(seenBob.opens, 1)
+  })
+})
+
+describe("server restart", () => {
+  it("after the server restarts on the same port the socket reconnects and the channel rejoins", {timeout: 10000}, async () => {
+    const own = await startConformance()
+    const socket = newSocket(own, {params: {user_id: "phoenix"}})
+    const seen = watch(socket)
+    await connect(socket)
+    const channel = socket.channel("room:restart")
+    const joins = []
+    channel.join().receive("ok", resp => joins.push({ref: channel.joinRef(), resp}))
+    const errors = []
+    channel.onError(reason => errors.push(reason))
+    await eventually("the first join", () => joins.length === 1)
+    assert.deepEqual(await pushed(channel, "echo", {before: 1}), {status: "ok", response: {before: 1}})
+
+    await own.stop()
+    await eventually("the socket to notice the server is gone", () => seen.closes.length >= 1, 3000)
+    await eventually("the channel error", () => errors.length >= 1, 3000)
+    assert.equal(channel.state, "errored")
+
+    await startConformance({port: own.port})
+    await eventually("the socket to reconnect", () => seen.opens >= 2, 5000)
+    await eventually("the channel to rejoin", () => joins.length === 2, 5000)
+    assert.notEqual(joins[1].ref, joins[0].ref, "the rejoin uses a new join ref")
+    assert.deepEqual(joins[1].resp, {topic: "room:restart", user_id: "phoenix"})
+    assert.deepEqual(await pushed(channel, "echo", {after: 2}), {status: "ok", response: {after: 2}})
+  })
+})

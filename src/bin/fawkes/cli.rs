@@ -1,0 +1,41 @@
+//! Command-line arguments.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A Phoenix Channels compatible real-time server.
+#[derive(Debug, Parser)]
+#[command(name = "fawkes", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start the server (a chat on `room:*` with presence, and its page at `/`).
+    Serve(ServeArgs),
+}
+
+/// `fawkes serve` options; each overrides the config file.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// TCP port to listen on [default: 4000].
+    #[arg(long, short)]
+    pub(crate) port: Option<u16>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long)]
+    pub(crate) bind: Option<IpAddr>,
+    /// A TOML file overriding the embedded default configuration.
+    #[arg(long, short)]
+    pub(crate) config: Option<PathBuf>,
+    /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: String,
+    /// Folder served at `/` (the chat page) [default: examples/chat].
+    #[arg(long)]
+    pub(crate) static_dir: Option<PathBuf>,
+}

@@ -1,0 +1,295 @@
+//! Longpoll sessions: the registry that maps a token's session id to a
+//! running [`crate::session`], the buffer of frames waiting for the next
+//! poll, and the one task per session that fills that buffer and reaps the
+//! session when nobody polls it.
+//!
+//! Lifetime: a session lives until its [`crate::session`] ends (a
+//! `disconnect` broadcast, a slow client, server shutdown) or until no GET
+//! reached it for 1.5 × the poll window (Phoenix's `{:shutdown, :inactive}`).
+//! Either way its task removes it from the registry, drops its inbound
+//! sender (so the session closes its channels and presences) and wakes every
+//! request still waiting on it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::token::SessionId;
+use crate::session::{DisconnectReason, InFrame, SessionHandle, WireFrame};
+use crate::socket::Socket;
+
+/// Every live longpoll session of the process, by id. Ids are random, and
+/// each entry remembers its socket mount, so one map serves every endpoint.
+static REGISTRY: LazyLock<Mutex<HashMap<SessionId, Arc<LpSession>>>> = LazyLock::new(Default::default);
+
+fn registry() -> MutexGuard<'static, HashMap<SessionId, Arc<LpSession>>> {
+    // A panic while holding this lock cannot leave the map inconsistent.
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The live session `id` of the socket mounted as `socket`, if any.
+pub(super) fn lookup(id: SessionId, socket: &Arc<Socket>) -> Option<Arc<LpSession>> {
+    let session = registry().get(&id).cloned()?;
+    (Arc::ptr_eq(&session.socket, socket) && !session.closed.is_cancelled()).then_some(session)
+}
+
+/// Mutable state of one session, under one lock.
+#[derive(Debug)]
+struct State {
+    /// Encoded text frames not yet delivered to a poll.
+    buffer: VecDeque<Utf8Bytes>,
+    /// When a GET last started or finished.
+    last_poll: Instant,
+    /// GETs currently waiting on this session.
+    polls_in_flight: usize,
+    /// Bumped by every GET: a waiting GET whose number is no longer current
+    /// was superseded by a newer one.
+    poll_generation: u64,
+}
+
+/// One longpoll session as the transport sees it.
+#[derive(Debug)]
+pub(super) struct LpSession {
+    /// The mount this session belongs to: its token is valid only there.
+    socket: Arc<Socket>,
+    /// Frames for the session; taken (dropped) when the session is closed.
+    inbound: Mutex<Option<mpsc::Sender<InFrame>>>,
+    state: Mutex<State>,
+    /// Most frames buffered before the session stops reading its outbound
+    /// queue (which then fills up and closes the session as a slow client).
+    capacity: usize,
+    /// Woken when frames arrive, a newer poll starts, or the session ends.
+    ready: Notify,
+    /// Woken when a poll drained the buffer (the pump may read again).
+    drained: Notify,
+    /// Cancelled when the session is over.
+    closed: CancellationToken,
+}
+
+/// What a poll (GET) got.
+#[derive(Debug)]
+pub(super) enum Poll {
+    /// Frames, in order.
+    Messages(Vec<Utf8Bytes>),
+    /// Nothing within the window, superseded by a newer poll, or the session
+    /// ended while waiting.
+    NoContent,
+}
+
+/// What a publish (POST) got.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Publish {
+    /// Every frame reached the session.
+    Ok,
+    /// The session did not take a frame within the window; later frames
+    /// were not sent.
+    Timeout,
+    /// The session is gone.
+    Gone,
+}
+
+impl LpSession {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<InFrame>> {
+        self.inbound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Send `frames` to the session in order, each within `window`.
+    pub(super) async fn publish(&self, frames: Vec<InFrame>, window: Duration) -> Publish {
+        let Some(inbound) = self.sender() else {
+            return Publish::Gone;
+        };
+        for frame in frames {
+            tokio::select! {
+                sent = inbound.send(frame) => {
+                    if sent.is_err() {
+                        return Publish::Gone;
+                    }
+                }
+                // Dropping our sender at once lets a closed session end.
+                _ = self.closed.cancelled() => return Publish::Gone,
+                _ = tokio::time::sleep(window) => return Publish::Timeout,
+            }
+        }
+        Publish::Ok
+    }
+
+    /// Wait up to `window` for frames; a newer poll on the same session
+    /// ends this one with [`Poll::NoContent`].
+    pub(super) async fn poll(&self, window: Duration) -> Poll {
+        let generation = {
+            let mut state = self.state();
+            state.poll_generation += 1;
+            state.polls_in_flight += 1;
+            state.last_poll = Instant::now();
+            state.poll_generation
+        };
+        let _in_flight = InFlight(self);
+        // Wake an older poll so that it answers 204 now.
+        self.ready.notify_waiters();
+        let deadline = Instant::now() + window;
+        let mut woken = false;
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if woken {
+                // Let the session finish queueing a burst (a batch's replies)
+                // so that one response carries all of it.
+                tokio::task::yield_now().await;
+            }
+            {
+                let mut state = self.state();
+                if state.poll_generation != generation {
+                    return Poll::NoContent;
+                }
+                if !state.buffer.is_empty() {
+                    let messages: Vec<_> = state.buffer.drain(..).collect();
+                    drop(state);
+                    self.drained.notify_one();
+                    return Poll::Messages(messages);
+                }
+            }
+            if self.closed.is_cancelled() {
+                return Poll::NoContent;
+            }
+            tokio::select! {
+                _ = &mut notified => woken = true,
+                _ = self.closed.cancelled() => woken = true,
+                _ = tokio::time::sleep_until(deadline) => return Poll::NoContent,
+            }
+        }
+    }
+}
+
+/// Counts a GET as in flight until it is answered (or dropped).
+struct InFlight<'a>(&'a LpSession);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.polls_in_flight = state.polls_in_flight.saturating_sub(1);
+        state.last_poll = Instant::now();
+    }
+}
+
+/// Register a started session under a fresh id and start its task, which
+/// reaps it when no GET arrived for `expiry`.
+pub(super) fn register(
+    id: SessionId,
+    socket: Arc<Socket>,
+    handle: SessionHandle,
+    expiry: Duration,
+) -> Arc<LpSession> {
+    let SessionHandle {
+        inbound,
+        outbound,
+        done,
+    } = handle;
+    let capacity = socket.options.outbound_capacity.max(1);
+    let session = Arc::new(LpSession {
+        socket,
+        inbound: Mutex::new(Some(inbound)),
+        state: Mutex::new(State {
+            buffer: VecDeque::new(),
+            last_poll: Instant::now(),
+            polls_in_flight: 0,
+            poll_generation: 0,
+        }),
+        capacity,
+        ready: Notify::new(),
+        drained: Notify::new(),
+        closed: CancellationToken::new(),
+    });
+    registry().insert(id, session.clone());
+    tokio::spawn(run(id, session.clone(), outbound, done, expiry));
+    session
+}
+
+/// Why a session's task stopped.
+#[derive(Debug)]
+enum End {
+    /// The session ended by itself.
+    Session(DisconnectReason),
+    /// The session task failed (a panic); it is gone.
+    Crashed,
+    /// No GET for the expiry period.
+    Inactive,
+}
+
+/// The session's task: move outbound frames into the poll buffer, and end
+/// the session when it ends by itself or when nobody polls it.
+async fn run(
+    id: SessionId,
+    session: Arc<LpSession>,
+    mut outbound: mpsc::Receiver<WireFrame>,
+    mut done: JoinHandle<DisconnectReason>,
+    expiry: Duration,
+) {
+    let mut outbound_open = true;
+    let end = loop {
+        let (expires_at, full) = {
+            let state = session.state();
+            let expires_at = if state.polls_in_flight > 0 {
+                Instant::now() + expiry
+            } else {
+                state.last_poll + expiry
+            };
+            (expires_at, state.buffer.len() >= session.capacity)
+        };
+        if expires_at <= Instant::now() {
+            break End::Inactive;
+        }
+        tokio::select! {
+            reason = &mut done => break match reason {
+                Ok(reason) => End::Session(reason),
+                Err(_) => End::Crashed,
+            },
+            frame = outbound.recv(), if outbound_open && !full => match frame {
+                Some(WireFrame::Text(text)) => {
+                    session.state().buffer.push_back(text);
+                    session.ready.notify_waiters();
+                }
+                Some(WireFrame::Binary(_)) => {
+                    tracing::warn!("longpoll cannot carry binary frames; dropping one");
+                }
+                // Every sender is gone: the session is ending; `done` says why.
+                None => outbound_open = false,
+            },
+            _ = session.drained.notified(), if full => {}
+            _ = tokio::time::sleep_until(expires_at) => {}
+        }
+    };
+    registry().remove(&id);
+    // Dropping the only long-lived sender ends the session: its channels
+    // terminate and their presences leave.
+    drop(
+        session
+            .inbound
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take(),
+    );
+    session.closed.cancel();
+    session.ready.notify_waiters();
+    drop(outbound);
+    // After `Inactive`, the session task ends on its own once the requests
+    // that still hold a sender clone drop it (they do on `closed`).
+    match end {
+        End::Inactive => tracing::info!("longpoll session inactive: closing"),
+        End::Session(reason) => tracing::debug!(%reason, "longpoll session ended"),
+        End::Crashed => tracing::error!("longpoll session task failed"),
+    }
+}
