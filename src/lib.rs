@@ -15,7 +15,9 @@ pub mod session;
 pub mod socket;
 pub mod transport;
 
-pub use channel::{Channel, ChannelSocket, HandleResult, Info, JoinResult, Reply, StopReason, TerminateReason};
+pub use channel::{
+    Channel, ChannelSocket, HandleResult, Info, JoinResult, Reply, StopReason, TerminateReason,
+};
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use fawkes_protocol::{Payload, Serializer};
 pub use pubsub::PubSub;

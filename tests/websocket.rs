@@ -18,16 +18,25 @@ async fn a_panicking_channel_errors_its_topic_only() {
     client.join("room:a", "1").await;
     client.join("room:b", "2").await;
 
-    client.send_json(json!(["1", "3", "room:a", "crash", {}])).await;
-    assert_eq!(client.recv_json().await, json!(["1", "1", "room:a", "phx_error", {"reason": "channel_crash"}]));
+    client
+        .send_json(json!(["1", "3", "room:a", "crash", {}]))
+        .await;
+    assert_eq!(
+        client.recv_json().await,
+        json!(["1", "1", "room:a", "phx_error", {"reason": "channel_crash"}])
+    );
 
-    client.send_json(json!(["2", "4", "room:b", "echo", {"still": "here"}])).await;
+    client
+        .send_json(json!(["2", "4", "room:b", "echo", {"still": "here"}]))
+        .await;
     assert_eq!(
         client.recv_json().await,
         json!(["2", "4", "room:b", "phx_reply", {"status": "ok", "response": {"still": "here"}}])
     );
     // The crashed topic is gone: a push there is an unmatched topic.
-    client.send_json(json!(["1", "5", "room:a", "echo", {}])).await;
+    client
+        .send_json(json!(["1", "5", "room:a", "echo", {}]))
+        .await;
     assert_eq!(
         client.recv_json().await,
         json!([null, "5", "room:a", "phx_reply", {"status": "error", "response": {"reason": "unmatched topic"}}])
@@ -55,10 +64,15 @@ async fn malformed_frames_close_only_their_connection() {
     }
     // A binary frame on the V1 serializer is refused the same way.
     let mut v1 = Client::connect(&server.url("vsn=1.0.0")).await;
-    v1.ws.send(Message::binary(vec![0u8, 0, 0, 0, 0])).await.expect("send");
+    v1.ws
+        .send(Message::binary(vec![0u8, 0, 0, 0, 0]))
+        .await
+        .expect("send");
     assert_eq!(v1.recv_close().await, Some(1011));
 
-    healthy.send_json(json!(["1", "2", "room:lobby", "echo", {"ok": 1}])).await;
+    healthy
+        .send_json(json!(["1", "2", "room:lobby", "echo", {"ok": 1}]))
+        .await;
     assert_eq!(healthy.recv_json().await[4]["response"], json!({"ok": 1}));
 }
 
@@ -70,7 +84,10 @@ async fn oversized_frames_close_with_1009() {
     };
     let server = Server::start(options).await;
     let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
-    let huge = format!(r#"["1","1","room:x","phx_join",{{"pad":"{}"}}]"#, "x".repeat(4096));
+    let huge = format!(
+        r#"["1","1","room:x","phx_join",{{"pad":"{}"}}]"#,
+        "x".repeat(4096)
+    );
     client.send_text(&huge).await;
     assert_eq!(client.recv_close().await, Some(1009));
 
@@ -82,9 +99,13 @@ async fn oversized_frames_close_with_1009() {
 async fn unknown_vsn_is_refused_with_403() {
     let server = Server::start(SocketOptions::default()).await;
     for query in ["vsn=3.0.0", "vsn=banana"] {
-        let error = tokio_tungstenite::connect_async(server.url(query)).await.expect_err("refused");
+        let error = tokio_tungstenite::connect_async(server.url(query))
+            .await
+            .expect_err("refused");
         match error {
-            tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 403),
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), 403)
+            }
             other => panic!("expected HTTP 403, got {other:?}"),
         }
     }
@@ -118,7 +139,11 @@ async fn a_client_that_never_reads_is_disconnected_and_others_keep_receiving() {
     });
     let pad = "x".repeat(16 * 1024);
     for i in 0..2000 {
-        pubsub.broadcast("room:flood", "big", Payload::Json(json!({"i": i, "pad": pad})));
+        pubsub.broadcast(
+            "room:flood",
+            "big",
+            Payload::Json(json!({"i": i, "pad": pad})),
+        );
         if i % 16 == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -130,8 +155,14 @@ async fn a_client_that_never_reads_is_disconnected_and_others_keep_receiving() {
     assert_eq!(count, 2000, "the reading client got every broadcast");
     // 2000 × 16 KiB cannot fit in the stuck client's socket buffers and
     // 64-frame queue: the server dropped it instead of buffering.
-    assert_eq!(pubsub.subscriber_count("room:flood"), 1, "the stuck client was disconnected");
-    reader.send_json(json!([null, "9", "phoenix", "heartbeat", {}])).await;
+    assert_eq!(
+        pubsub.subscriber_count("room:flood"),
+        1,
+        "the stuck client was disconnected"
+    );
+    reader
+        .send_json(json!([null, "9", "phoenix", "heartbeat", {}]))
+        .await;
     assert_eq!(reader.recv_json().await[1], "9");
     drop(stuck);
 }
@@ -161,16 +192,21 @@ async fn disconnect_broadcast_closes_every_socket_of_that_id_with_1001() {
             })
         })
         .channel("room:*", support::TestChannel::default);
-    let server = Server::start_endpoint(Endpoint::builder().socket("/socket", socket).build()).await;
+    let server =
+        Server::start_endpoint(Endpoint::builder().socket("/socket", socket).build()).await;
     let mut a1 = Client::connect(&server.url("vsn=2.0.0&user=a")).await;
     let mut a2 = Client::connect(&server.url("vsn=2.0.0&user=a")).await;
     let mut b = Client::connect(&server.url("vsn=2.0.0&user=b")).await;
     a1.join("room:x", "1").await;
     a2.join("room:x", "1").await;
     b.join("room:x", "1").await;
-    server.endpoint.pubsub().broadcast("user:a", "disconnect", Payload::empty());
+    server
+        .endpoint
+        .pubsub()
+        .broadcast("user:a", "disconnect", Payload::empty());
     assert_eq!(a1.recv_close().await, Some(1001));
     assert_eq!(a2.recv_close().await, Some(1001));
-    b.send_json(json!([null, "2", "phoenix", "heartbeat", {}])).await;
+    b.send_json(json!([null, "2", "phoenix", "heartbeat", {}]))
+        .await;
     assert_eq!(b.recv_json().await[4]["status"], "ok");
 }

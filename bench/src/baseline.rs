@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
@@ -29,6 +29,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use crate::cli::BaselineArgs;
 use crate::proc_stats;
 
+/// Pending connections the kernel queues before the accept loop takes them.
+const LISTEN_BACKLOG: u32 = 4096;
 /// Frames written before one flush (as in fawkes' websocket transport).
 const WRITE_BATCH: usize = 64;
 
@@ -88,10 +90,13 @@ impl Group {
 /// Serve until Ctrl-C or `--max-seconds`.
 pub(crate) async fn serve(args: &BaselineArgs) -> io::Result<()> {
     if !args.host.is_loopback() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the baseline server binds loopback addresses only"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the baseline server binds loopback addresses only",
+        ));
     }
     let fd_limit = proc_stats::raise_fd_limit()?;
-    let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
+    let listener = listen(SocketAddr::new(args.host, args.port))?;
     eprintln!(
         "baseline-server listening on ws://{}/socket/websocket (pid {}, fd limit {fd_limit}, queue {})",
         listener.local_addr()?,
@@ -126,6 +131,18 @@ pub(crate) async fn serve(args: &BaselineArgs) -> io::Result<()> {
     Ok(())
 }
 
+/// Listen on `addr` with a backlog deep enough for connection bursts.
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Only `/socket/websocket` upgrades.
 #[allow(clippy::result_large_err)] // the signature tungstenite's callback requires
 fn check_path(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
@@ -142,7 +159,9 @@ async fn connection(stream: TcpStream, group: Arc<Group>, queue: usize) {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(16 * 1024);
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await else {
+    let Ok(ws) =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config)).await
+    else {
         return;
     };
     group.connections.fetch_add(1, Ordering::Relaxed);

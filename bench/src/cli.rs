@@ -36,8 +36,10 @@ pub(crate) struct Common {
     /// Server process id: report its CPU time and RSS from /proc.
     #[arg(long, global = true)]
     pub(crate) server_pid: Option<u32>,
-    /// Connections opened (connect + join) at once while setting up.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Connections opened (connect + join) at once while setting up. Keep
+    /// it under the server's listen backlog (often 128) or bursts of SYNs
+    /// are dropped and retried a second later.
+    #[arg(long, global = true, default_value_t = 100)]
     pub(crate) concurrency: usize,
     /// Timeout for one connect, or one join reply, in seconds.
     #[arg(long, global = true, default_value_t = 20)]
@@ -109,7 +111,9 @@ impl FromStr for Rate {
         }
         match s.parse::<f64>() {
             Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
-            _ => Err(format!("rate must be a positive number or `max`, got {s:?}")),
+            _ => Err(format!(
+                "rate must be a positive number or `max`, got {s:?}"
+            )),
         }
     }
 }
@@ -163,7 +167,7 @@ pub(crate) struct JoinsArgs {
     #[arg(long, default_value_t = 5000)]
     pub(crate) conns: usize,
     /// Joins in flight at once (connects use --concurrency).
-    #[arg(long = "join-concurrency", default_value_t = 256)]
+    #[arg(long = "join-concurrency", default_value_t = 100)]
     pub(crate) join_concurrency: usize,
     /// Topic; each connection joins `<topic>:<i>` unless --same-topic.
     #[arg(long, default_value = "room:join")]
@@ -274,7 +278,9 @@ fn loopback_ip(host: &str) -> Result<IpAddr, String> {
             .map_err(|_| format!("--url host must be a loopback IP or localhost, got {host:?}"))?
     };
     if !ip.is_loopback() {
-        return Err(format!("refusing non-loopback target {ip}: this tool only loads servers on this machine"));
+        return Err(format!(
+            "refusing non-loopback target {ip}: this tool only loads servers on this machine"
+        ));
     }
     Ok(ip)
 }
@@ -287,7 +293,10 @@ mod tests {
     fn parses_loopback_targets_and_refuses_others() {
         let t = Target::parse("http://127.0.0.1:4000", "/socket").unwrap();
         assert_eq!(t.addr, "127.0.0.1:4000".parse().unwrap());
-        assert_eq!(t.ws_url("user_id=u1"), "ws://127.0.0.1:4000/socket/websocket?vsn=2.0.0&user_id=u1");
+        assert_eq!(
+            t.ws_url("user_id=u1"),
+            "ws://127.0.0.1:4000/socket/websocket?vsn=2.0.0&user_id=u1"
+        );
         let t = Target::parse("ws://localhost:4100/", "idle").unwrap();
         assert_eq!(t.ws_url(""), "ws://localhost:4100/idle/websocket?vsn=2.0.0");
         assert!(Target::parse("http://[::1]:4000", "/socket").is_ok());

@@ -73,7 +73,9 @@ impl Connector {
     /// targets only; an IPv6 loopback target uses the default source).
     pub(crate) fn new(target: Target, sources: u8, timeout: Duration) -> Connector {
         let sources = match target.addr.ip() {
-            IpAddr::V4(_) => (1..=sources.max(1)).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect(),
+            IpAddr::V4(_) => (1..=sources.max(1))
+                .map(|i| Ipv4Addr::new(127, 0, 0, i))
+                .collect(),
             IpAddr::V6(_) => Vec::new(),
         };
         Connector {
@@ -122,7 +124,11 @@ impl Connector {
         let config = WebSocketConfig::default()
             .read_buffer_size(8 * 1024)
             .write_buffer_size(8 * 1024);
-        let handshake = tokio_tungstenite::client_async_with_config(self.target.ws_url(query), stream, Some(config));
+        let handshake = tokio_tungstenite::client_async_with_config(
+            self.target.ws_url(query),
+            stream,
+            Some(config),
+        );
         let (ws, _response) = tokio::time::timeout(self.timeout, handshake)
             .await
             .map_err(|_| ConnError::Timeout("websocket handshake"))?
@@ -132,7 +138,13 @@ impl Connector {
 }
 
 /// The V2 text frame `[join_ref, ref, topic, event, payload]`.
-pub(crate) fn push_frame(join_ref: Option<&str>, ref_: Option<&str>, topic: &str, event: &str, payload: Value) -> String {
+pub(crate) fn push_frame(
+    join_ref: Option<&str>,
+    ref_: Option<&str>,
+    topic: &str,
+    event: &str,
+    payload: Value,
+) -> String {
     let msg = PhxMessage {
         join_ref: join_ref.map(str::to_owned),
         ref_: ref_.map(str::to_owned),
@@ -158,7 +170,13 @@ pub(crate) fn push_frame(join_ref: Option<&str>, ref_: Option<&str>, topic: &str
 /// Send `phx_join` for `topic` (join ref = ref = `join_ref`) and wait for
 /// its reply; returns the reply's response. Frames before the reply are
 /// skipped; frames after it stay in the stream.
-pub(crate) async fn join(ws: &mut Ws, topic: &str, join_ref: &str, params: Value, timeout: Duration) -> Result<Value, ConnError> {
+pub(crate) async fn join(
+    ws: &mut Ws,
+    topic: &str,
+    join_ref: &str,
+    params: Value,
+    timeout: Duration,
+) -> Result<Value, ConnError> {
     let frame = push_frame(Some(join_ref), Some(join_ref), topic, "phx_join", params);
     ws.send(Message::text(frame)).await.map_err(ConnError::Ws)?;
     let wait = async {
@@ -186,7 +204,13 @@ pub(crate) async fn join(ws: &mut Ws, topic: &str, join_ref: &str, params: Value
 }
 
 /// Connect as connection `index` and join `topic` with `params`.
-pub(crate) async fn connect_and_join(connector: &Connector, index: usize, query: &str, topic: &str, params: Value) -> Result<Ws, ConnError> {
+pub(crate) async fn connect_and_join(
+    connector: &Connector,
+    index: usize,
+    query: &str,
+    topic: &str,
+    params: Value,
+) -> Result<Ws, ConnError> {
     let mut ws = connector.connect(index, query).await?;
     join(&mut ws, topic, "1", params, connector.timeout()).await?;
     Ok(ws)
@@ -206,12 +230,17 @@ pub(crate) enum Ended {
 /// Read frames, handing each text frame to `on_text`, and send a Phoenix
 /// heartbeat every `heartbeat`, until `stop` turns true or the connection
 /// ends. The caller closes the connection afterwards.
-pub(crate) async fn hold(ws: &mut Ws, stop: &mut watch::Receiver<bool>, heartbeat: Duration, mut on_text: impl FnMut(&str)) -> Ended {
+pub(crate) async fn hold(
+    ws: &mut Ws,
+    stop: &mut watch::Receiver<bool>,
+    heartbeat: Duration,
+    mut on_text: impl FnMut(&str),
+) -> Ended {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     let mut beats: u64 = 0;
     loop {
         tokio::select! {
-            _ = stop.wait_for(|stopped| *stopped) => return Ended::Stopped,
+            _ = stopped(stop) => return Ended::Stopped,
             _ = ticker.tick() => {
                 beats += 1;
                 let frame = push_frame(None, Some(&format!("hb{beats}")), "phoenix", "heartbeat", Value::Object(Default::default()));
@@ -228,6 +257,11 @@ pub(crate) async fn hold(ws: &mut Ws, stop: &mut watch::Receiver<bool>, heartbea
             },
         }
     }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 /// Close politely, waiting at most half a second.
@@ -248,7 +282,11 @@ impl Errors {
 
     /// Failures counted so far.
     pub(crate) fn total(&self) -> u64 {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum()
     }
 
     /// `count× message` for the most frequent kinds, or empty.

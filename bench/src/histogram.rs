@@ -104,7 +104,8 @@ fn upper_bound(index: usize) -> u64 {
     let mantissa = (offset % SUB as usize) as u64 + SUB;
     let shift = exponent - SUB_BITS;
     // The bucket covers [mantissa << shift, (mantissa + 1) << shift).
-    ((mantissa + 1) << shift).saturating_sub(1)
+    let end = u128::from(mantissa + 1) << shift;
+    u64::try_from(end - 1).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -113,10 +114,24 @@ mod tests {
 
     #[test]
     fn buckets_round_trip_within_precision() {
-        for value in [0, 1, 127, 128, 129, 1_000, 65_535, 1_000_000, 123_456_789, u64::MAX] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            129,
+            1_000,
+            65_535,
+            1_000_000,
+            123_456_789,
+            u64::MAX,
+        ] {
             let bound = upper_bound(bucket_of(value));
             assert!(bound >= value, "{value} above its bucket bound {bound}");
-            assert!((bound - value) as f64 <= value as f64 / 64.0 + 1.0, "{value} -> {bound}");
+            assert!(
+                (bound - value) as f64 <= value as f64 / 64.0 + 1.0,
+                "{value} -> {bound}"
+            );
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
     }

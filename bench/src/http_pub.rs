@@ -19,7 +19,10 @@ pub(crate) struct HttpPublisher {
 
 impl HttpPublisher {
     /// Connect as connection number `index` (for its source address).
-    pub(crate) async fn connect(connector: &Connector, index: usize) -> Result<HttpPublisher, String> {
+    pub(crate) async fn connect(
+        connector: &Connector,
+        index: usize,
+    ) -> Result<HttpPublisher, String> {
         let tcp = connector.tcp(index).await.map_err(|e| e.to_string())?;
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
@@ -34,14 +37,22 @@ impl HttpPublisher {
     }
 
     /// Broadcast `event` with `payload` on `topic`; waits for the response.
-    pub(crate) async fn broadcast(&mut self, topic: &str, event: &str, payload: Value) -> Result<(), String> {
+    pub(crate) async fn broadcast(
+        &mut self,
+        topic: &str,
+        event: &str,
+        payload: Value,
+    ) -> Result<(), String> {
         let body = json!({"topic": topic, "event": event, "payload": payload}).to_string();
         let request = hyper::Request::post(&self.path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| e.to_string())?;
-        self.sender.ready().await.map_err(|e| format!("http: {e}"))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("http: {e}"))?;
         let response = self
             .sender
             .send_request(request)

@@ -56,8 +56,16 @@ impl PresenceList {
         for (key, new_refs) in &new_state {
             match self.state.get(key) {
                 Some(current) => {
-                    let joined: Vec<String> = new_refs.iter().filter(|r| !current.contains(r)).cloned().collect();
-                    let left: Vec<String> = current.iter().filter(|r| !new_refs.contains(r)).cloned().collect();
+                    let joined: Vec<String> = new_refs
+                        .iter()
+                        .filter(|r| !current.contains(r))
+                        .cloned()
+                        .collect();
+                    let left: Vec<String> = current
+                        .iter()
+                        .filter(|r| !new_refs.contains(r))
+                        .cloned()
+                        .collect();
                     if !joined.is_empty() {
                         joins.push((key.clone(), joined));
                     }
@@ -92,7 +100,10 @@ impl PresenceList {
             let merged = match self.state.remove(&key) {
                 // Current metas not re-joined come first (`unshift`).
                 Some(current) => {
-                    let mut merged: Vec<String> = current.into_iter().filter(|r| !new_refs.contains(r)).collect();
+                    let mut merged: Vec<String> = current
+                        .into_iter()
+                        .filter(|r| !new_refs.contains(r))
+                        .collect();
                     merged.extend(new_refs);
                     merged
                 }

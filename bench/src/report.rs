@@ -43,13 +43,22 @@ impl Report {
 
     /// Add a server's CPU and RSS usage under `prefix` (`server`/`client`),
     /// plus `per_cpu_key` = `count / cpu_s` when a count is given.
-    pub(crate) fn add_usage(&mut self, prefix: &str, usage: Option<Usage>, wall_s: f64) -> &mut Report {
+    pub(crate) fn add_usage(
+        &mut self,
+        prefix: &str,
+        usage: Option<Usage>,
+        wall_s: f64,
+    ) -> &mut Report {
         let Some(usage) = usage else {
             return self;
         };
         self.add_f(&format!("{prefix}_cpu_s"), usage.cpu_s, 2);
         if wall_s > 0.0 {
-            self.add_f(&format!("{prefix}_cpu_pct"), 100.0 * usage.cpu_s / wall_s, 1);
+            self.add_f(
+                &format!("{prefix}_cpu_pct"),
+                100.0 * usage.cpu_s / wall_s,
+                1,
+            );
         }
         self.add(&format!("{prefix}_rss_before_kib"), usage.rss_before_kib);
         self.add(&format!("{prefix}_rss_after_kib"), usage.rss_after_kib)
@@ -99,9 +108,15 @@ mod tests {
     #[test]
     fn table_and_json_line() {
         let mut report = Report::new("fanout");
-        report.add("subs", 5000).add_f("p99_ms", 12.3456, 2).add("subs", 4999);
+        report
+            .add("subs", 5000)
+            .add_f("p99_ms", 12.3456, 2)
+            .add("subs", 4999);
         assert_eq!(report.get("subs"), Some(&Value::from(4999)));
-        assert_eq!(report.table(), "== fanout ==\nsubs    4999\np99_ms  12.35\n");
+        assert_eq!(
+            report.table(),
+            "== fanout ==\nsubs    4999\np99_ms  12.35\n"
+        );
         let line: Value = serde_json::from_str(&report.json_line()).unwrap();
         assert_eq!(line["scenario"], "fanout");
         assert_eq!(line["p99_ms"], 12.35);

@@ -104,16 +104,21 @@ describe("replies", () => {
     assert.deepEqual(await pushed(channel, "async_reply", {later: 1}), {status: "ok", response: {later: 1}})
   })
 
-  it("replies are matched to their pushes by ref when they complete out of order", {timeout: 10000}, async () => {
-    const slow = pushed(channel, "slow", {ms: 300})
-    const fast = pushed(channel, "async_reply", {fast: true})
-    // a channel handles its messages in order, so the slow one replies first
+  it("replies are matched by ref: a slow channel does not hold up another channel's reply", {timeout: 10000}, async () => {
+    const other = socket.channel("room:replies-other")
+    await joinOk(other)
     const order = []
-    await Promise.all([slow.then(r => order.push(["slow", r])), fast.then(r => order.push(["fast", r]))])
-    assert.deepEqual(order, [
-      ["slow", {status: "ok", response: {slept: 300}}],
-      ["fast", {status: "ok", response: {fast: true}}],
-    ])
+    const slow = pushed(channel, "slow", {ms: 400}).then(r => { order.push("slow"); return r })
+    const fast = pushed(other, "echo", {fast: true}).then(r => { order.push("fast"); return r })
+    assert.deepEqual(await fast, {status: "ok", response: {fast: true}})
+    assert.deepEqual(await slow, {status: "ok", response: {slept: 400}})
+    assert.deepEqual(order, ["fast", "slow"], "each channel handles its messages independently")
+    // within one channel, messages are handled in order
+    const first = pushed(channel, "slow", {ms: 200})
+    const second = pushed(channel, "echo", {second: true})
+    const inOrder = []
+    await Promise.all([first.then(() => inOrder.push("first")), second.then(() => inOrder.push("second"))])
+    assert.deepEqual(inOrder, ["first", "second"])
   })
 
   it("channel state persists between pushes (set/get)", {timeout: 10000}, async () => {

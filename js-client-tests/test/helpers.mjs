@@ -158,7 +158,8 @@ export function startConformance(opts = {}){
 
 /** The `fawkes` binary serving the chat example. */
 export function startFawkes(opts = {}){
-  return startServer(binary("fawkes"), port => ["serve", "--port", String(port), "--bind", "127.0.0.1"],
+  return startServer(binary("fawkes"),
+    port => ["serve", "--port", String(port), "--bind", "127.0.0.1", "--static-dir", chatDir],
     {label: "fawkes", ...opts})
 }
 
@@ -197,14 +198,14 @@ export function connect(socket, ms = 5000){
   const result = new Promise((resolve, reject) => {
     const refs = [
       socket.onOpen(() => { socket.off(refs); resolve() }),
-      socket.onError(err => { socket.off(refs); reject(new Error(`socket error before open: ${describe(err)}`)) }),
+      socket.onError(err => { socket.off(refs); reject(new Error(`socket error before open: ${describeError(err)}`)) }),
     ]
   })
   socket.connect()
   return within(ms, "socket open", result)
 }
 
-function describe(err){
+function describeError(err){
   if(err && err.message){ return err.message }
   if(err && err.type){ return err.type }
   return String(err)

@@ -102,6 +102,44 @@ describe("refused and remote-closed connections", () => {
   })
 })
 
+describe("connecting", () => {
+  it("the authToken option (a Sec-WebSocket-Protocol token) connects: the server selects the phoenix subprotocol", {timeout: 10000}, async () => {
+    // ws, like the WHATWG spec allows browsers to, fails a handshake whose subprotocol answer is missing
+    const socket = newSocket(server, {authToken: "s3cr3t-token", params: {user_id: "tok"}})
+    await connect(socket)
+    assert.equal(socket.conn.protocol, "phoenix")
+    assert.deepEqual(await joinOk(socket.channel("room:token")), {topic: "room:token", user_id: "tok"})
+  })
+
+  it("disconnect() then connect() on the same Socket rejoins its channels", {timeout: 10000}, async () => {
+    const socket = newSocket(server)
+    const seen = watch(socket)
+    await connect(socket)
+    const channel = socket.channel("room:again")
+    let joins = 0
+    channel.join().receive("ok", () => { joins++ })
+    await eventually("the join", () => joins === 1)
+    await new Promise(resolve => socket.disconnect(resolve))
+    assert.equal(socket.isConnected(), false)
+    socket.connect()
+    await eventually("the socket to open again", () => seen.opens === 2)
+    await eventually("the rejoin", () => joins === 2)
+    assert.deepEqual(await pushed(channel, "echo", {again: true}), {status: "ok", response: {again: true}})
+  })
+
+  it("a 1 MB payload round-trips", {timeout: 10000}, async () => {
+    const socket = newSocket(server)
+    await connect(socket)
+    const channel = socket.channel("room:big")
+    await joinOk(channel)
+    const text = "fawkes ✓ ".repeat(110000)
+    const {status, response} = await pushed(channel, "echo", {text})
+    assert.equal(status, "ok")
+    assert.equal(response.text.length, text.length)
+    assert.equal(response.text, text)
+  })
+})
+
 describe("server restart", () => {
   it("after the server restarts on the same port the socket reconnects and the channel rejoins", {timeout: 10000}, async () => {
     const own = await startConformance()

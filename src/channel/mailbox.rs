@@ -32,7 +32,9 @@ impl Mailbox {
     /// mailbox means the client's channel cannot keep up, so its session is
     /// closed as a slow client.
     pub(crate) fn intercepted(&self, broadcast: &Broadcast, control: &SessionControl) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.0.try_send(ChannelMsg::Out(broadcast.clone())) {
+        if let Err(mpsc::error::TrySendError::Full(_)) =
+            self.0.try_send(ChannelMsg::Out(broadcast.clone()))
+        {
             control.overflowed();
         }
     }

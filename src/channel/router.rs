@@ -17,7 +17,9 @@ pub(crate) struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.routes.iter().map(|(p, _)| p)).finish()
+        f.debug_list()
+            .entries(self.routes.iter().map(|(p, _)| p))
+            .finish()
     }
 }
 
@@ -42,7 +44,9 @@ impl Router {
 
     /// Whether a pattern matches `topic`.
     pub(crate) fn has_route(&self, topic: &str) -> bool {
-        self.routes.iter().any(|(pattern, _)| matches(pattern, topic))
+        self.routes
+            .iter()
+            .any(|(pattern, _)| matches(pattern, topic))
     }
 }
 

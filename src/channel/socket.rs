@@ -39,10 +39,13 @@ pub struct InfoSender(Mailbox);
 impl InfoSender {
     /// Deliver `value` to the channel's `handle_info`.
     pub fn send<T: std::any::Any + Send>(&self, value: T) -> Result<(), InfoError> {
-        self.0 .0.try_send(ChannelMsg::Info(Info::new(value))).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => InfoError::Full,
-            mpsc::error::TrySendError::Closed(_) => InfoError::Closed,
-        })
+        self.0
+             .0
+            .try_send(ChannelMsg::Info(Info::new(value)))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => InfoError::Full,
+                mpsc::error::TrySendError::Closed(_) => InfoError::Closed,
+            })
     }
 }
 
@@ -110,7 +113,10 @@ impl ChannelSocket {
     /// Broadcast to every subscriber of the topic except this channel.
     pub fn broadcast_from(&self, event: &str, payload: Payload) {
         match self.subscription {
-            Some(id) => self.session.pubsub.broadcast_from(id, &self.topic, event, payload),
+            Some(id) => self
+                .session
+                .pubsub
+                .broadcast_from(id, &self.topic, event, payload),
             None => self.session.pubsub.broadcast(&self.topic, event, payload),
         }
     }
@@ -141,10 +147,14 @@ impl ChannelSocket {
     /// Presence on this channel's topic, owned by this channel: entries it
     /// tracks leave when it ends. `None` when the endpoint has no presence.
     pub fn presence(&self) -> Option<ChannelPresence<'_>> {
-        self.session
-            .presence
-            .as_ref()
-            .map(|presence| ChannelPresence::new(presence, self.presence_owner(), &self.topic, &self.held_diffs))
+        self.session.presence.as_ref().map(|presence| {
+            ChannelPresence::new(
+                presence,
+                self.presence_owner(),
+                &self.topic,
+                &self.held_diffs,
+            )
+        })
     }
 
     pub(crate) fn presence_owner(&self) -> u64 {

@@ -9,7 +9,10 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Mailbox, Reply, StopReason, TerminateReason};
+use super::{
+    Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Mailbox, Reply, StopReason,
+    TerminateReason,
+};
 use crate::pubsub::{Subscriber, Target};
 use crate::session::SessionContext;
 
@@ -114,16 +117,16 @@ impl<C: Channel> Run<C> {
         go: oneshot::Receiver<()>,
     ) {
         let topic = self.socket.topic.clone();
-        let join = AssertUnwindSafe(self.channel.join(&topic, params, &mut self.socket)).catch_unwind().await;
+        let join = AssertUnwindSafe(self.channel.join(&topic, params, &mut self.socket))
+            .catch_unwind()
+            .await;
         match join {
             // A join that panics drops `joined`; the session reports "join crashed".
             Err(_) => {
                 tracing::error!(topic = %topic, "channel join crashed");
-                return;
             }
             Ok(JoinResult::Error(response)) => {
                 let _ = joined.send(JoinOutcome::Refused(response));
-                return;
             }
             Ok(JoinResult::Ok(response)) => {
                 let _guard = self.subscribe();
@@ -141,7 +144,12 @@ impl<C: Channel> Run<C> {
     /// presences however the task ends (return, panic or abort).
     fn subscribe(&mut self) -> Membership {
         let session = &self.socket.session;
-        let intercepts: Arc<[String]> = self.channel.intercepts().iter().map(|e| (*e).to_owned()).collect();
+        let intercepts: Arc<[String]> = self
+            .channel
+            .intercepts()
+            .iter()
+            .map(|e| (*e).to_owned())
+            .collect();
         let id = session.pubsub.subscribe(
             &self.socket.topic,
             Subscriber {
@@ -162,7 +170,10 @@ impl<C: Channel> Run<C> {
         }
     }
 
-    async fn serve(&mut self, mailbox: &mut mpsc::Receiver<ChannelMsg>) -> (TerminateReason, ExitKind) {
+    async fn serve(
+        &mut self,
+        mailbox: &mut mpsc::Receiver<ChannelMsg>,
+    ) -> (TerminateReason, ExitKind) {
         loop {
             let msg = tokio::select! {
                 biased;
@@ -190,9 +201,16 @@ impl<C: Channel> Run<C> {
 
     async fn handle(&mut self, msg: ChannelMsg) -> Step {
         match msg {
-            ChannelMsg::In { event, payload, ref_ } => {
+            ChannelMsg::In {
+                event,
+                payload,
+                ref_,
+            } => {
                 self.socket.current_ref = ref_;
-                let result = self.channel.handle_in(&event, payload, &mut self.socket).await;
+                let result = self
+                    .channel
+                    .handle_in(&event, payload, &mut self.socket)
+                    .await;
                 let step = self.apply(result);
                 self.socket.current_ref = None;
                 step
@@ -249,12 +267,16 @@ impl<C: Channel> Run<C> {
     /// Tell the session first (so `phx_close`/`phx_error` goes out in order
     /// after any reply), then run `terminate`.
     async fn finish(mut self, reason: TerminateReason, kind: ExitKind) {
-        self.socket.session.control.send(crate::session::SessionEvent::ChannelExit(ChannelExit {
-            channel_id: self.socket.channel_id,
-            kind,
-        }));
+        self.socket
+            .session
+            .control
+            .send(crate::session::SessionEvent::ChannelExit(ChannelExit {
+                channel_id: self.socket.channel_id,
+                kind,
+            }));
         if reason != TerminateReason::Crashed {
-            let terminate = AssertUnwindSafe(self.channel.terminate(&reason, &mut self.socket)).catch_unwind();
+            let terminate =
+                AssertUnwindSafe(self.channel.terminate(&reason, &mut self.socket)).catch_unwind();
             if terminate.await.is_err() {
                 tracing::error!(topic = %self.socket.topic, "channel terminate crashed");
             }
@@ -272,7 +294,9 @@ struct Membership {
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        self.session.pubsub.unsubscribe(&self.topic, self.subscription);
+        self.session
+            .pubsub
+            .unsubscribe(&self.topic, self.subscription);
         if let Some(presence) = &self.session.presence {
             presence.untrack_owner(self.owner);
         }

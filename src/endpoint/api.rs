@@ -37,7 +37,11 @@ pub async fn handle_broadcast(pubsub: &PubSub, req: HttpRequest) -> HttpResponse
         Ok(request) => request,
         Err(error) => return json(StatusCode::BAD_REQUEST, error_body(&error.to_string())),
     };
-    pubsub.broadcast(&request.topic, &request.event, Payload::Json(request.payload));
+    pubsub.broadcast(
+        &request.topic,
+        &request.event,
+        Payload::Json(request.payload),
+    );
     json(StatusCode::OK, r#"{"ok":true}"#.into())
 }
 

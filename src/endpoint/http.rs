@@ -11,7 +11,11 @@ use hyper::StatusCode;
 use super::{HttpRequest, HttpResponse, Inner};
 use crate::transport::{longpoll, websocket};
 
-pub(super) async fn dispatch(inner: Arc<Inner>, req: HttpRequest, peer: SocketAddr) -> Result<HttpResponse, Infallible> {
+pub(super) async fn dispatch(
+    inner: Arc<Inner>,
+    req: HttpRequest,
+    peer: SocketAddr,
+) -> Result<HttpResponse, Infallible> {
     let path = req.uri().path().to_owned();
     for (mount, socket) in &inner.sockets {
         let Some(transport) = path.strip_prefix(mount.as_str()) else {

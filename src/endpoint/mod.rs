@@ -94,7 +94,9 @@ impl EndpointBuilder {
 
     /// Finish building.
     pub fn build(self) -> Endpoint {
-        let presence = self.presence.map(|options| Presence::new(self.pubsub.clone(), options));
+        let presence = self
+            .presence
+            .map(|options| Presence::new(self.pubsub.clone(), options));
         Endpoint {
             inner: Arc::new(Inner {
                 sockets: self.sockets,
@@ -123,7 +125,9 @@ pub struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("sockets", &self.inner.sockets).finish_non_exhaustive()
+        f.debug_struct("Endpoint")
+            .field("sockets", &self.inner.sockets)
+            .finish_non_exhaustive()
     }
 }
 
@@ -151,7 +155,11 @@ impl Endpoint {
     /// Serve connections from `listener` until `shutdown` resolves; then
     /// close every session (websockets with 1012, so clients reconnect
     /// elsewhere) and wait briefly for connections to finish.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
         let tracker = TaskTracker::new();
         tokio::pin!(shutdown);
         loop {
@@ -172,7 +180,9 @@ impl Endpoint {
             let inner = self.inner.clone();
             tracker.spawn(async move {
                 let service = service_fn(move |req| http::dispatch(inner.clone(), req, peer));
-                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+                let conn = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
                 if let Err(error) = conn.await {
                     tracing::debug!(%error, "http connection ended with an error");
                 }

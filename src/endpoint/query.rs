@@ -39,7 +39,9 @@ mod tests {
 
     #[test]
     fn flat_and_nested_params() {
-        let params = parse_query(Some("vsn=2.0.0&user_id=a%20b&user[name]=x&user[tags][0]=t&"));
+        let params = parse_query(Some(
+            "vsn=2.0.0&user_id=a%20b&user[name]=x&user[tags][0]=t&",
+        ));
         assert_eq!(
             serde_json::Value::Object(params),
             json!({"vsn": "2.0.0", "user_id": "a b", "user": {"name": "x", "tags": {"0": "t"}}})

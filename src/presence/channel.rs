@@ -16,7 +16,12 @@ pub struct ChannelPresence<'a> {
 }
 
 impl<'a> ChannelPresence<'a> {
-    pub(crate) fn new(presence: &'a Presence, owner: u64, topic: &'a str, held: &'a HeldDiffs) -> Self {
+    pub(crate) fn new(
+        presence: &'a Presence,
+        owner: u64,
+        topic: &'a str,
+        held: &'a HeldDiffs,
+    ) -> Self {
         Self {
             presence,
             owner,
@@ -27,18 +32,37 @@ impl<'a> ChannelPresence<'a> {
 
     /// Track `key` with `meta`; returns its `phx_ref`.
     pub fn track(&self, key: &str, meta: Meta) -> Result<String, TrackError> {
-        self.presence.track_to(self.owner, self.topic, key, meta, &Publish::After(self.held))
+        self.presence.track_to(
+            self.owner,
+            self.topic,
+            key,
+            meta,
+            &Publish::After(self.held),
+        )
     }
 
     /// Replace `key`'s meta.
     pub fn update(&self, key: &str, meta: Meta) -> Result<String, TrackError> {
-        self.presence.update_to(self.owner, self.topic, key, meta, &Publish::After(self.held))
+        self.presence.update_to(
+            self.owner,
+            self.topic,
+            key,
+            meta,
+            &Publish::After(self.held),
+        )
     }
 
     /// Change `key`'s meta with a function of the current one (without its
     /// `phx_ref` fields).
-    pub fn update_with(&self, key: &str, f: impl FnOnce(Meta) -> Meta) -> Result<String, TrackError> {
-        let mut current = self.presence.get(self.owner, self.topic, key).ok_or(TrackError::NoPresence)?;
+    pub fn update_with(
+        &self,
+        key: &str,
+        f: impl FnOnce(Meta) -> Meta,
+    ) -> Result<String, TrackError> {
+        let mut current = self
+            .presence
+            .get(self.owner, self.topic, key)
+            .ok_or(TrackError::NoPresence)?;
         current.remove("phx_ref");
         current.remove("phx_ref_prev");
         self.update(key, f(current))
@@ -46,7 +70,8 @@ impl<'a> ChannelPresence<'a> {
 
     /// Stop tracking `key`.
     pub fn untrack(&self, key: &str) {
-        self.presence.untrack_to(self.owner, self.topic, key, &Publish::After(self.held));
+        self.presence
+            .untrack_to(self.owner, self.topic, key, &Publish::After(self.held));
     }
 
     /// Everyone on the topic.

@@ -5,7 +5,6 @@
 mod batch;
 mod channel;
 mod phx_ref;
-#[path = "tracker_stub_tmp.rs"]
 pub mod tracker;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,13 +78,25 @@ impl Presence {
 
     /// Track `key` on `topic` for `owner` with `meta`; returns the new
     /// `phx_ref`.
-    pub fn track(&self, owner: u64, topic: &str, key: &str, meta: Meta) -> Result<String, TrackError> {
+    pub fn track(
+        &self,
+        owner: u64,
+        topic: &str,
+        key: &str,
+        meta: Meta,
+    ) -> Result<String, TrackError> {
         self.track_to(owner, topic, key, meta, &Publish::Now)
     }
 
     /// Replace the meta of `owner`'s `key` on `topic`; returns the new
     /// `phx_ref` (the meta gets `phx_ref_prev`).
-    pub fn update(&self, owner: u64, topic: &str, key: &str, meta: Meta) -> Result<String, TrackError> {
+    pub fn update(
+        &self,
+        owner: u64,
+        topic: &str,
+        key: &str,
+        meta: Meta,
+    ) -> Result<String, TrackError> {
         self.update_to(owner, topic, key, meta, &Publish::Now)
     }
 
@@ -94,7 +105,14 @@ impl Presence {
         self.untrack_to(owner, topic, key, &Publish::Now)
     }
 
-    pub(crate) fn track_to(&self, owner: u64, topic: &str, key: &str, meta: Meta, to: &Publish<'_>) -> Result<String, TrackError> {
+    pub(crate) fn track_to(
+        &self,
+        owner: u64,
+        topic: &str,
+        key: &str,
+        meta: Meta,
+        to: &Publish<'_>,
+    ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
         let mut tracker = self.tracker();
         let diff = tracker.track(self.owner(owner), topic, key, meta, phx_ref.clone())?;
@@ -102,7 +120,14 @@ impl Presence {
         Ok(phx_ref)
     }
 
-    pub(crate) fn update_to(&self, owner: u64, topic: &str, key: &str, meta: Meta, to: &Publish<'_>) -> Result<String, TrackError> {
+    pub(crate) fn update_to(
+        &self,
+        owner: u64,
+        topic: &str,
+        key: &str,
+        meta: Meta,
+        to: &Publish<'_>,
+    ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
         let mut tracker = self.tracker();
         let diff = tracker.update(self.owner(owner), topic, key, meta, phx_ref.clone())?;
@@ -138,7 +163,9 @@ impl Presence {
     fn publish(&self, diffs: Vec<Diff>, to: &Publish<'_>) {
         let diffs = diffs.into_iter().filter(|d| !d.is_empty());
         match to {
-            Publish::Now => diffs.for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff)),
+            Publish::Now => {
+                diffs.for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff))
+            }
             Publish::After(held) => held.lock().unwrap_or_else(|e| e.into_inner()).extend(diffs),
         }
     }

@@ -45,7 +45,9 @@ mod tests {
         let a = generator.next();
         let b = generator.next();
         assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
     }
 }

@@ -23,7 +23,7 @@
 //! with a counter: a track creates a live entry named by its event
 //! `(replica, counter)`, an untrack is an event that kills an entry, and an
 //! update is both. Each tracker stores the live entries it knows of, grouped
-//! by origin replica, and a causal context ([`crdt_context`]): the events it
+//! by origin replica, and a causal context (`crdt_context.rs`): the events it
 //! has observed, as a `crdts::VClock` prefix plus a *cloud* of ranges above
 //! holes. The single rule that makes merging sound: an entry whose event a
 //! tracker has observed but does not hold is dead, forever. A [`Delta`]
@@ -40,8 +40,17 @@
 //! date. Two further facts follow from the single-writer rule: a replica
 //! ignores what peers say about its own entries (it is their only author),
 //! and a newer event for the same `(owner, topic, key)` proves the older one
-//! dead (the origin never holds both), which keeps that triple unique
-//! everywhere. [`Tracker::drop_replica`] forgets a replica for good: its
+//! dead (the origin never holds both). Well-formed deltas never need the
+//! latter, as whoever has seen the newer event has seen the older one end;
+//! it guards the uniqueness of that triple against a misbehaving peer.
+//!
+//! A delta names every live entry of each origin it covers (new ones with
+//! metas, the rest as "kept" counter ranges), so its size grows with the
+//! number of presences of the replicas that changed, not only with the
+//! changes; in exchange no tombstones are stored and nothing needs garbage
+//! collection. Origins with nothing new for the peer are left out.
+//!
+//! [`Tracker::drop_replica`] forgets a replica for good: its
 //! entries and events are removed and later deltas about it are ignored
 //! (a restarted node comes back with a new incarnation).
 //!

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use fawkes_protocol::{Broadcast, Payload, Serializer};
 
-pub(crate) use registry::{Subscriber, SubscriptionId};
 use registry::Registry;
+pub(crate) use registry::{Subscriber, SubscriptionId};
 
 use crate::session::{Outbound, SessionControl, WireFrame};
 
@@ -57,7 +57,13 @@ impl PubSub {
     }
 
     /// Like [`PubSub::broadcast`], but skip the subscription `from`.
-    pub(crate) fn broadcast_from(&self, from: SubscriptionId, topic: &str, event: &str, payload: Payload) {
+    pub(crate) fn broadcast_from(
+        &self,
+        from: SubscriptionId,
+        topic: &str,
+        event: &str,
+        payload: Payload,
+    ) {
         self.dispatch(topic, event, payload, Some(from));
     }
 

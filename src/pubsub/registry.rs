@@ -25,7 +25,10 @@ impl Registry {
     pub(super) fn insert(&self, topic: &str, subscriber: Subscriber) -> SubscriptionId {
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        topics.entry(topic.to_owned()).or_default().insert(id, subscriber);
+        topics
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(id, subscriber);
         id
     }
 

@@ -21,8 +21,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 pub use context::SessionContext;
-pub(crate) use control::SessionEvent;
 pub use control::SessionControl;
+pub(crate) use control::SessionEvent;
 pub use outbound::{Outbound, QueueError, WireFrame};
 pub use reason::DisconnectReason;
 
@@ -265,7 +265,13 @@ impl Session {
         };
         match spawned.joined.await {
             Ok(JoinOutcome::Joined(response)) => {
-                self.reply(join_ref.clone(), msg.ref_, msg.topic.clone(), "ok", response);
+                self.reply(
+                    join_ref.clone(),
+                    msg.ref_,
+                    msg.topic.clone(),
+                    "ok",
+                    response,
+                );
                 self.channels.insert(
                     msg.topic.clone(),
                     ChannelEntry {
@@ -305,7 +311,14 @@ impl Session {
         }
     }
 
-    fn reply(&self, join_ref: Option<String>, ref_: Option<String>, topic: String, status: &str, response: Payload) {
+    fn reply(
+        &self,
+        join_ref: Option<String>,
+        ref_: Option<String>,
+        topic: String,
+        status: &str,
+        response: Payload,
+    ) {
         let reply = Reply {
             join_ref,
             ref_,

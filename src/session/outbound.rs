@@ -52,7 +52,10 @@ pub struct Outbound {
 
 impl Outbound {
     /// A queue holding at most `capacity` frames, and its receiving end.
-    pub(crate) fn new(capacity: usize, control: SessionControl) -> (Self, mpsc::Receiver<WireFrame>) {
+    pub(crate) fn new(
+        capacity: usize,
+        control: SessionControl,
+    ) -> (Self, mpsc::Receiver<WireFrame>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (Self { tx, control }, rx)
     }

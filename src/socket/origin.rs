@@ -35,7 +35,9 @@ fn parse(origin: &str) -> Option<Origin<'_>> {
     };
     let authority = rest.split('/').next().unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => (host, Some(port)),
+        Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host, Some(port))
+        }
         _ => (authority, None),
     };
     if host.is_empty() {
@@ -79,7 +81,8 @@ impl CheckOrigin {
                 let parsed = parse(origin).ok_or_else(refused)?;
                 let ok = allowed.iter().filter_map(|a| parse(a)).any(|a| {
                     a.scheme.is_none_or(|s| Some(s) == parsed.scheme)
-                        && a.port.is_none_or(|p| Some(p) == parsed.port.or(default_port(parsed.scheme)))
+                        && a.port
+                            .is_none_or(|p| Some(p) == parsed.port.or(default_port(parsed.scheme)))
                         && host_matches(a.host, parsed.host)
                 });
                 if ok {
@@ -110,7 +113,9 @@ mod tests {
 
     #[test]
     fn no_origin_or_any_is_allowed() {
-        assert!(CheckOrigin::Any.check(Some("https://evil.com"), None).is_ok());
+        assert!(CheckOrigin::Any
+            .check(Some("https://evil.com"), None)
+            .is_ok());
         assert!(CheckOrigin::SameHost.check(None, None).is_ok());
     }
 
@@ -134,8 +139,14 @@ mod tests {
     #[test]
     fn same_host_compares_host_and_port() {
         let p = CheckOrigin::SameHost;
-        assert!(p.check(Some("http://localhost:4000"), Some("localhost:4000")).is_ok());
-        assert!(p.check(Some("http://localhost:4001"), Some("localhost:4000")).is_err());
-        assert!(p.check(Some("http://example.com"), Some("example.com")).is_ok());
+        assert!(p
+            .check(Some("http://localhost:4000"), Some("localhost:4000"))
+            .is_ok());
+        assert!(p
+            .check(Some("http://localhost:4001"), Some("localhost:4000"))
+            .is_err());
+        assert!(p
+            .check(Some("http://example.com"), Some("example.com"))
+            .is_ok());
     }
 }

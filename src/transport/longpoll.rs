@@ -47,23 +47,38 @@ const MAX_BODY: usize = 8_000_000;
 /// The JSON body of a longpoll answer.
 #[derive(Debug, Serialize)]
 struct Answer<'a> {
+    /// The logical status: 200, 204, 403, 408 or 410.
     status: u16,
+    /// The session token (GET answers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     token: Option<&'a str>,
+    /// Encoded text frames, in order (GET answers only).
     #[serde(skip_serializing_if = "Option::is_none")]
     messages: Option<Vec<&'a str>>,
 }
 
 /// Answer one longpoll request.
-pub(crate) async fn handle(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+pub(crate) async fn handle(
+    req: HttpRequest,
+    socket: Arc<Socket>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> HttpResponse {
     let mut response = route(req, socket, shared, peer).await;
-    response
-        .headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     response
 }
 
-async fn route(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+/// Check the origin, then dispatch on the method.
+async fn route(
+    req: HttpRequest,
+    socket: Arc<Socket>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> HttpResponse {
     let headers = req.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
@@ -95,7 +110,10 @@ fn preflight(headers: &HeaderMap) -> HttpResponse {
         header::ACCESS_CONTROL_ALLOW_METHODS,
         HeaderValue::from_static("get, post, options"),
     );
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("3600"));
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    );
     response
 }
 
@@ -122,7 +140,12 @@ fn resume(req: &HttpRequest, socket: &Arc<Socket>) -> Option<(Arc<LpSession>, St
 }
 
 /// GET: poll a live session, or start a new one.
-async fn listen(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+async fn listen(
+    req: HttpRequest,
+    socket: Arc<Socket>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> HttpResponse {
     let window = socket.options.longpoll_window;
     let Some((session, token)) = resume(&req, &socket) else {
         return new_session(req, socket, shared, peer).await;
@@ -146,7 +169,12 @@ async fn listen(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: So
 
 /// Start a session for a GET without a valid one: `410` with its token, or
 /// `403` when the origin, `vsn` or the connect callback refuses.
-async fn new_session(req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+async fn new_session(
+    req: HttpRequest,
+    socket: Arc<Socket>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> HttpResponse {
     let params = parse_query(req.uri().query());
     let serializer = match Serializer::from_vsn(params.get("vsn").and_then(|v| v.as_str())) {
         Ok(serializer) => serializer,
@@ -213,7 +241,10 @@ async fn publish(req: HttpRequest, socket: Arc<Socket>) -> HttpResponse {
             return empty(StatusCode::BAD_REQUEST);
         }
     };
-    match session.publish(frames, socket.options.longpoll_window).await {
+    match session
+        .publish(frames, socket.options.longpoll_window)
+        .await
+    {
         Publish::Ok => status_only(200),
         Publish::Timeout => status_only(408),
         Publish::Gone => status_only(410),
@@ -260,7 +291,14 @@ mod tests {
     #[test]
     fn answers_serialize_like_phoenix() {
         let body = |a: &Answer<'_>| serde_json::to_value(a).expect("json");
-        assert_eq!(body(&Answer { status: 410, token: None, messages: None }), serde_json::json!({"status": 410}));
+        assert_eq!(
+            body(&Answer {
+                status: 410,
+                token: None,
+                messages: None
+            }),
+            serde_json::json!({"status": 410})
+        );
         assert_eq!(
             body(&Answer {
                 status: 200,

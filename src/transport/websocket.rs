@@ -31,7 +31,12 @@ const WRITE_BATCH: usize = 64;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Answer a websocket upgrade request for `socket`.
-pub(crate) async fn upgrade(mut req: HttpRequest, socket: Arc<Socket>, shared: &Shared, peer: SocketAddr) -> HttpResponse {
+pub(crate) async fn upgrade(
+    mut req: HttpRequest,
+    socket: Arc<Socket>,
+    shared: &Shared,
+    peer: SocketAddr,
+) -> HttpResponse {
     if req.method() != Method::GET {
         return empty(StatusCode::BAD_REQUEST);
     }
@@ -75,7 +80,12 @@ pub(crate) async fn upgrade(mut req: HttpRequest, socket: Arc<Socket>, shared: &
                     .write_buffer_size(16 * 1024)
                     .max_frame_size(Some(socket.options.max_frame_size))
                     .max_message_size(Some(socket.options.max_frame_size));
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 let idle = socket.options.idle_timeout;
                 let session = session::start(socket, &shared, serializer, connected);
                 run(ws, session, idle).await;
@@ -92,7 +102,10 @@ pub(crate) async fn upgrade(mut req: HttpRequest, socket: Arc<Socket>, shared: &
         h.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
     if auth_token.is_some() || offered_phoenix {
-        h.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static("phoenix"));
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("phoenix"),
+        );
     }
     response
 }
@@ -110,7 +123,11 @@ fn handshake_key(headers: &hyper::HeaderMap) -> Option<String> {
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
         return None;
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
         return None;
     }
     let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
@@ -123,7 +140,11 @@ fn subprotocol_token(headers: &hyper::HeaderMap) -> (Option<String>, bool) {
     use base64::Engine;
     let mut token = None;
     let mut phoenix = false;
-    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL).iter().filter_map(|v| v.to_str().ok()) {
+    for value in headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         for entry in value.split(',').map(str::trim) {
             if entry == "phoenix" {
                 phoenix = true;
@@ -161,48 +182,50 @@ async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idl
     let (mut sink, mut stream) = ws.split();
 
     let end = {
-    let reader = async {
-        loop {
-            let message = match tokio::time::timeout(idle, stream.next()).await {
-                Err(_) => return End::Idle,
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return End::ClientGone,
-                Ok(Some(Err(error))) => return End::Protocol(error),
-                Ok(Some(Ok(message))) => message,
-            };
-            let frame = match message {
-                Message::Text(text) => InFrame::Text(text),
-                Message::Binary(bytes) => InFrame::Binary(bytes),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => continue,
-            };
-            if inbound.send(frame).await.is_err() {
-                // The session ended; `done` reports why.
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    let writer = async {
-        while let Some(frame) = outbound.recv().await {
-            sink.feed(to_message(frame)).await?;
-            for _ in 1..WRITE_BATCH {
-                match outbound.try_recv() {
-                    Ok(frame) => sink.feed(to_message(frame)).await?,
-                    Err(_) => break,
+        let reader = async {
+            loop {
+                let message = match tokio::time::timeout(idle, stream.next()).await {
+                    Err(_) => return End::Idle,
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return End::ClientGone,
+                    Ok(Some(Err(error))) => return End::Protocol(error),
+                    Ok(Some(Ok(message))) => message,
+                };
+                let frame = match message {
+                    Message::Text(text) => InFrame::Text(text),
+                    Message::Binary(bytes) => InFrame::Binary(bytes),
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {
+                        continue
+                    }
+                };
+                if inbound.send(frame).await.is_err() {
+                    // The session ended; `done` reports why.
+                    std::future::pending::<()>().await;
                 }
             }
-            sink.flush().await?;
-        }
-        Ok::<(), tungstenite::Error>(())
-    };
+        };
+        let writer = async {
+            while let Some(frame) = outbound.recv().await {
+                sink.feed(to_message(frame)).await?;
+                for _ in 1..WRITE_BATCH {
+                    match outbound.try_recv() {
+                        Ok(frame) => sink.feed(to_message(frame)).await?,
+                        Err(_) => break,
+                    }
+                }
+                sink.flush().await?;
+            }
+            Ok::<(), tungstenite::Error>(())
+        };
 
-    tokio::select! {
-        reason = &mut done => End::Session(reason.unwrap_or(DisconnectReason::ServerShutdown)),
-        end = reader => end,
-        written = writer => match written {
-            // Every sender is gone: the session ended; `done` says why.
-            Ok(()) => End::Session((&mut done).await.unwrap_or(DisconnectReason::ServerShutdown)),
-            Err(_) => End::ClientGone,
-        },
-    }
+        tokio::select! {
+            reason = &mut done => End::Session(reason.unwrap_or(DisconnectReason::ServerShutdown)),
+            end = reader => end,
+            written = writer => match written {
+                // Every sender is gone: the session ended; `done` says why.
+                Ok(()) => End::Session((&mut done).await.unwrap_or(DisconnectReason::ServerShutdown)),
+                Err(_) => End::ClientGone,
+            },
+        }
     };
     drop(inbound);
 

@@ -6,7 +6,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fawkes::{Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload, Reply, Socket, SocketOptions};
+use fawkes::{
+    Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload, Reply, Socket,
+    SocketOptions,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -23,11 +26,21 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct TestChannel;
 
 impl Channel for TestChannel {
-    async fn join(&mut self, topic: &str, _params: Payload, _socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        topic: &str,
+        _params: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> JoinResult {
         JoinResult::Ok(Payload::Json(json!({ "topic": topic })))
     }
 
-    async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         match event {
             "echo" => HandleResult::Reply(Reply::ok(payload)),
             "crash" => panic!("test crash"),
@@ -51,12 +64,16 @@ pub struct Server {
 impl Server {
     /// Start an endpoint with `/socket` (TestChannel on `room:*`).
     pub async fn start(options: SocketOptions) -> Server {
-        let socket = Socket::new().channel("room:*", TestChannel::default).options(options);
+        let socket = Socket::new()
+            .channel("room:*", TestChannel::default)
+            .options(options);
         Self::start_endpoint(Endpoint::builder().socket("/socket", socket).build()).await
     }
 
     pub async fn start_endpoint(endpoint: Endpoint) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(endpoint.clone().serve(listener, async {
@@ -89,7 +106,9 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Client { ws }
     }
 
@@ -120,7 +139,10 @@ impl Client {
     /// Wait for the server's close frame; returns its code.
     pub async fn recv_close(&mut self) -> Option<u16> {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("close in time") {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
                 Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
@@ -130,7 +152,8 @@ impl Client {
 
     /// Join `topic` with join_ref = ref = `join_ref` and check the ok reply.
     pub async fn join(&mut self, topic: &str, join_ref: &str) {
-        self.send_json(json!([join_ref, join_ref, topic, "phx_join", {}])).await;
+        self.send_json(json!([join_ref, join_ref, topic, "phx_join", {}]))
+            .await;
         let reply = self.recv_json().await;
         assert_eq!(reply[3], "phx_reply", "{reply}");
         assert_eq!(reply[4]["status"], "ok", "{reply}");

@@ -74,7 +74,9 @@ impl Shared {
 pub(crate) fn send_timestamp(text: &str) -> Option<u64> {
     let at = text.rfind("\"t\":")? + 4;
     let digits = text[at..].trim_start();
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 
@@ -95,7 +97,9 @@ enum Publisher {
 impl Publisher {
     async fn connect(env: &Env, args: &FanoutArgs, index: usize) -> Result<Publisher, String> {
         if args.via_http {
-            return HttpPublisher::connect(&env.connector, index).await.map(Publisher::Http);
+            return HttpPublisher::connect(&env.connector, index)
+                .await
+                .map(Publisher::Http);
         }
         let ws = conn::connect_and_join(&env.connector, index, "", &args.topic, json!({}))
             .await
@@ -129,8 +133,11 @@ impl Publisher {
         match self {
             Publisher::Ws { sink, .. } => {
                 let ref_ = (seq + 2).to_string();
-                let frame = conn::push_frame(Some("1"), Some(&ref_), &args.topic, &args.event, payload);
-                sink.send(Message::text(frame)).await.map_err(|e| format!("publish: {e}"))
+                let frame =
+                    conn::push_frame(Some("1"), Some(&ref_), &args.topic, &args.event, payload);
+                sink.send(Message::text(frame))
+                    .await
+                    .map_err(|e| format!("publish: {e}"))
             }
             Publisher::Http(http) => http.broadcast(&args.topic, &args.event, payload).await,
         }
@@ -146,7 +153,10 @@ impl Publisher {
             } => {
                 report
                     .add("publisher_replies_ok", replies_ok.load(Ordering::Relaxed))
-                    .add("publisher_replies_other", replies_other.load(Ordering::Relaxed));
+                    .add(
+                        "publisher_replies_other",
+                        replies_other.load(Ordering::Relaxed),
+                    );
                 let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
                 reader.abort();
             }
@@ -238,7 +248,11 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
 
     let delivered = shared.delivered.load(Ordering::Relaxed);
     let lost = expected.saturating_sub(delivered);
-    let receive_s = shared.last_delivery_ns.load(Ordering::Relaxed).saturating_sub(publish_started_ns) as f64 / 1e9;
+    let receive_s = shared
+        .last_delivery_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(publish_started_ns) as f64
+        / 1e9;
     let ms = |q: f64| shared.latency_ns.quantile(q) as f64 / 1e6;
     report
         .add_f("publish_s", publish_s, 2)
@@ -247,7 +261,15 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
         .add("expected", expected)
         .add("delivered", delivered)
         .add("lost", lost)
-        .add_f("lost_pct", if expected > 0 { 100.0 * lost as f64 / expected as f64 } else { 0.0 }, 3)
+        .add_f(
+            "lost_pct",
+            if expected > 0 {
+                100.0 * lost as f64 / expected as f64
+            } else {
+                0.0
+            },
+            3,
+        )
         .add("subs_dropped", shared.dropped.load(Ordering::Relaxed))
         .add_f("deliveries_per_s", per_second(delivered, receive_s), 0)
         .add_f("latency_p50_ms", ms(0.50), 2)
@@ -257,7 +279,11 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
         .add_usage("server", server, wall_s);
     if let Some(server) = server {
         if server.cpu_s > 0.0 {
-            report.add_f("deliveries_per_server_cpu_s", delivered as f64 / server.cpu_s, 0);
+            report.add_f(
+                "deliveries_per_server_cpu_s",
+                delivered as f64 / server.cpu_s,
+                0,
+            );
         }
     }
     if let Some(client) = client {
@@ -271,7 +297,13 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
     report
 }
 
-fn spawn_subscribers(env: &Env, args: &FanoutArgs, shared: &Arc<Shared>, errors: &Arc<Errors>, stop_rx: &watch::Receiver<bool>) -> JoinSet<()> {
+fn spawn_subscribers(
+    env: &Env,
+    args: &FanoutArgs,
+    shared: &Arc<Shared>,
+    errors: &Arc<Errors>,
+    stop_rx: &watch::Receiver<bool>,
+) -> JoinSet<()> {
     let permits = Arc::new(Semaphore::new(env.concurrency));
     let mut tasks = JoinSet::new();
     for index in 0..args.subs {
@@ -285,18 +317,20 @@ fn spawn_subscribers(env: &Env, args: &FanoutArgs, shared: &Arc<Shared>, errors:
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
-            let mut ws = match conn::connect_and_join(&connector, index, "", &topic, json!({})).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    errors.add(e);
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
+            let mut ws =
+                match conn::connect_and_join(&connector, index, "", &topic, json!({})).await {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        errors.add(e);
+                        shared.failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
             drop(permit);
             shared.joined.fetch_add(1, Ordering::Relaxed);
             shared.alive.fetch_add(1, Ordering::Relaxed);
-            let ended = conn::hold(&mut ws, &mut stop, HEARTBEAT, |text| shared.on_text(text)).await;
+            let ended =
+                conn::hold(&mut ws, &mut stop, HEARTBEAT, |text| shared.on_text(text)).await;
             if ended != Ended::Stopped {
                 shared.alive.fetch_sub(1, Ordering::Relaxed);
                 shared.dropped.fetch_add(1, Ordering::Relaxed);
@@ -309,7 +343,13 @@ fn spawn_subscribers(env: &Env, args: &FanoutArgs, shared: &Arc<Shared>, errors:
 }
 
 /// Publish for `--duration`; returns how many broadcasts went out.
-async fn publish(publisher: &mut Publisher, args: &FanoutArgs, shared: &Shared, published: &AtomicU64, errors: &Errors) -> u64 {
+async fn publish(
+    publisher: &mut Publisher,
+    args: &FanoutArgs,
+    shared: &Shared,
+    published: &AtomicU64,
+    errors: &Errors,
+) -> u64 {
     let end = Instant::now() + Duration::from_secs(args.duration);
     let pad = "x".repeat(args.payload_bytes);
     let mut ticker = match args.rate {
@@ -320,7 +360,9 @@ async fn publish(publisher: &mut Publisher, args: &FanoutArgs, shared: &Shared, 
     loop {
         match ticker.as_mut() {
             Some(ticker) => {
-                tokio::time::timeout_at(end.into(), ticker.tick()).await.ok();
+                tokio::time::timeout_at(end.into(), ticker.tick())
+                    .await
+                    .ok();
             }
             None => wait_for_window(shared, seq, args.window.max(1), end).await,
         }
@@ -350,7 +392,8 @@ async fn wait_for_window(shared: &Shared, published: u64, window: u64, end: Inst
         }
         // A wake-up is only a hint: the loop re-checks (subscribers may
         // have dropped, changing the target).
-        let _ = tokio::time::timeout(Duration::from_millis(50), shared.window_open.notified()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_millis(50), shared.window_open.notified()).await;
     }
 }
 
@@ -377,7 +420,10 @@ async fn drain(shared: &Shared, expected: u64, limit: Duration) {
 
 async fn stop(stop_tx: watch::Sender<bool>, mut tasks: JoinSet<()>) {
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(15), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -390,6 +436,9 @@ mod tests {
         assert_eq!(send_timestamp(frame), Some(123_456_789));
         let frame = r#"["1","5","room:fanout","broadcast",{"t": 42,"seq":0,"pad":"x"}]"#;
         assert_eq!(send_timestamp(frame), Some(42));
-        assert_eq!(send_timestamp(r#"[null,null,"room:fanout","welcome",{}]"#), None);
+        assert_eq!(
+            send_timestamp(r#"[null,null,"room:fanout","welcome",{}]"#),
+            None
+        );
     }
 }

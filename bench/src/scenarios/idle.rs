@@ -63,14 +63,15 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
-            let mut ws = match conn::connect_and_join(&connector, index, "", &topic, json!({})).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    errors.add(e);
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
+            let mut ws =
+                match conn::connect_and_join(&connector, index, "", &topic, json!({})).await {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        errors.add(e);
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
             drop(permit);
             counters.joined.fetch_add(1, Ordering::Relaxed);
             let ended = conn::hold(&mut ws, &mut stop, heartbeat, |_| {}).await;
@@ -116,7 +117,8 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
             report.add("server_rss_end_kib", end.rss_kib);
         }
         if joined > 0 {
-            let per_conn = |rss: u64| (rss.saturating_sub(start.rss_kib) * 1024) as f64 / joined as f64;
+            let per_conn =
+                |rss: u64| (rss.saturating_sub(start.rss_kib) * 1024) as f64 / joined as f64;
             report.add_f("server_bytes_per_conn", per_conn(after.rss_kib), 0);
             if let Some(end) = server_end {
                 report.add_f("server_bytes_per_conn_end", per_conn(end.rss_kib), 0);
@@ -137,6 +139,9 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
 
     drop(progress);
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(15), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     report
 }

@@ -107,7 +107,8 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
     }
     let total = args.conns as u64;
     wait_until(env.setup_limit(args.conns), || {
-        counters.connected.load(Ordering::Relaxed) + counters.connect_failed.load(Ordering::Relaxed) >= total
+        counters.connected.load(Ordering::Relaxed) + counters.connect_failed.load(Ordering::Relaxed)
+            >= total
     })
     .await;
     let connect_s = connect_started.elapsed().as_secs_f64();
@@ -118,7 +119,8 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
     let join_started = Instant::now();
     let _ = go_tx.send(true);
     wait_until(env.setup_limit(args.conns), || {
-        counters.joined.load(Ordering::Relaxed) + counters.join_failed.load(Ordering::Relaxed) >= connected
+        counters.joined.load(Ordering::Relaxed) + counters.join_failed.load(Ordering::Relaxed)
+            >= connected
     })
     .await;
     let join_s = join_started.elapsed().as_secs_f64();
@@ -130,7 +132,10 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
     report
         .add("conns", total)
         .add("connected", connected)
-        .add("connect_failed", counters.connect_failed.load(Ordering::Relaxed))
+        .add(
+            "connect_failed",
+            counters.connect_failed.load(Ordering::Relaxed),
+        )
         .add("joined", joined)
         .add("join_failed", counters.join_failed.load(Ordering::Relaxed));
     add_errors(&mut report, &errors);
@@ -139,9 +144,21 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
         .add_f("connects_per_s", per_second(connected, connect_s), 0)
         .add_f("join_s", join_s, 3)
         .add_f("joins_per_s", per_second(joined, join_s), 0)
-        .add_f("connect_and_join_per_s", per_second(joined, connect_s + join_s), 0)
-        .add_f("join_latency_p50_ms", join_latency.quantile(0.5) as f64 / 1e6, 2)
-        .add_f("join_latency_p99_ms", join_latency.quantile(0.99) as f64 / 1e6, 2)
+        .add_f(
+            "connect_and_join_per_s",
+            per_second(joined, connect_s + join_s),
+            0,
+        )
+        .add_f(
+            "join_latency_p50_ms",
+            join_latency.quantile(0.5) as f64 / 1e6,
+            2,
+        )
+        .add_f(
+            "join_latency_p99_ms",
+            join_latency.quantile(0.99) as f64 / 1e6,
+            2,
+        )
         .add_f("join_latency_max_ms", join_latency.max() as f64 / 1e6, 2);
     if let Some(usage) = server_connect {
         report.add_f("server_cpu_connect_s", usage.cpu_s, 2);
@@ -157,6 +174,9 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
 
     let _ = stop_tx.send(true);
     drop(go_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(15), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     report
 }

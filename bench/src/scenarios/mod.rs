@@ -115,13 +115,23 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// Start printing `label: status()`.
-    pub(crate) fn start(label: &'static str, status: impl Fn() -> String + Send + 'static) -> Progress {
+    pub(crate) fn start(
+        label: &'static str,
+        status: impl Fn() -> String + Send + 'static,
+    ) -> Progress {
         let started = Instant::now();
         let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(2), Duration::from_secs(2));
+            let mut ticker = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_secs(2),
+                Duration::from_secs(2),
+            );
             loop {
                 ticker.tick().await;
-                eprintln!("[{label} {:>6.1}s] {}", started.elapsed().as_secs_f64(), status());
+                eprintln!(
+                    "[{label} {:>6.1}s] {}",
+                    started.elapsed().as_secs_f64(),
+                    status()
+                );
             }
         });
         Progress { task }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fawkes_protocol::client::decode_server_text;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
@@ -81,21 +81,26 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
-            let mut ws = match conn::connect_and_join(&connector, index, &query, &topic, params).await {
-                Ok(ws) => ws,
-                Err(e) => {
-                    errors.add(e);
-                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
+            let mut ws =
+                match conn::connect_and_join(&connector, index, &query, &topic, params).await {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        errors.add(e);
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
             drop(permit);
             counters.joined.fetch_add(1, Ordering::Relaxed);
-            counters.last_join_ns.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            counters
+                .last_join_ns
+                .fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             let mut list = PresenceList::new();
             let mut done = false;
             let ended = conn::hold(&mut ws, &mut stop, HEARTBEAT, |text| {
-                counters.bytes.fetch_add(text.len() as u64, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(text.len() as u64, Ordering::Relaxed);
                 let is_state = text.contains("\"presence_state\"");
                 if !is_state && !text.contains("\"presence_diff\"") {
                     return;
@@ -119,7 +124,9 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
                     }
                     _ => return,
                 }
-                counters.largest.fetch_max(list.len() as u64, Ordering::Relaxed);
+                counters
+                    .largest
+                    .fetch_max(list.len() as u64, Ordering::Relaxed);
                 if !done && list.len() as u64 >= clients {
                     done = true;
                     complete_at.record(started.elapsed().as_nanos() as u64);
@@ -153,24 +160,47 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     let mut report = Report::new("presence");
     report
         .add("clients", clients)
-        .add("user_param", format!("{:?}", args.user_param).to_lowercase())
+        .add(
+            "user_param",
+            format!("{:?}", args.user_param).to_lowercase(),
+        )
         .add("joined", joined)
         .add("failed", counters.failed.load(Ordering::Relaxed))
         .add("dropped", counters.dropped.load(Ordering::Relaxed))
         .add("converged", converged && joined == clients)
         .add("clients_complete", complete)
         .add("largest_list", counters.largest.load(Ordering::Relaxed))
-        .add_f("all_joined_s", counters.last_join_ns.load(Ordering::Relaxed) as f64 / 1e9, 3);
+        .add_f(
+            "all_joined_s",
+            counters.last_join_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            3,
+        );
     if complete > 0 {
         report
-            .add_f("first_complete_s", complete_at.quantile(0.0) as f64 / 1e9, 3)
-            .add_f("median_complete_s", complete_at.quantile(0.5) as f64 / 1e9, 3)
+            .add_f(
+                "first_complete_s",
+                complete_at.quantile(0.0) as f64 / 1e9,
+                3,
+            )
+            .add_f(
+                "median_complete_s",
+                complete_at.quantile(0.5) as f64 / 1e9,
+                3,
+            )
             .add_f("all_complete_s", complete_at.max() as f64 / 1e9, 3);
     }
     report
         .add("presence_states", counters.states.load(Ordering::Relaxed))
         .add("presence_diffs", diffs)
-        .add_f("diffs_per_client", if joined > 0 { diffs as f64 / joined as f64 } else { 0.0 }, 1)
+        .add_f(
+            "diffs_per_client",
+            if joined > 0 {
+                diffs as f64 / joined as f64
+            } else {
+                0.0
+            },
+            1,
+        )
         .add("bytes_received", counters.bytes.load(Ordering::Relaxed))
         .add("undecodable", counters.undecodable.load(Ordering::Relaxed))
         .add_usage("server", server, wall_s);
@@ -181,25 +211,29 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     env.add_server_files(&mut report);
 
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(Duration::from_secs(15), async { while tasks.join_next().await.is_some() {} }).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     report
-}
-
-/// The JSON payload of a frame, for tests of the decoding path.
-#[cfg(test)]
-fn payload_of(text: &str) -> Option<(String, Value)> {
-    let message = decode_server_text(text).ok()?.into_message();
-    let payload = message.payload.as_json()?.clone();
-    Some((message.event, payload))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    /// The event and JSON payload of a frame, as the client loop reads it.
+    fn payload_of(text: &str) -> Option<(String, Value)> {
+        let message = decode_server_text(text).ok()?.into_message();
+        let payload = message.payload.as_json()?.clone();
+        Some((message.event, payload))
+    }
 
     #[test]
     fn decodes_pushed_and_broadcast_presence_frames() {
-        let pushed = r#"["1",null,"presence:bench","presence_state",{"u1":{"metas":[{"phx_ref":"F1"}]}}]"#;
+        let pushed =
+            r#"["1",null,"presence:bench","presence_state",{"u1":{"metas":[{"phx_ref":"F1"}]}}]"#;
         let (event, payload) = payload_of(pushed).unwrap();
         assert_eq!(event, "presence_state");
         let mut list = PresenceList::new();

@@ -39,7 +39,9 @@ fn connect(info: &ConnectInfo) -> Result<Connected, ConnectRefused> {
         id: Some(format!("users_socket:{user_id}")),
         ..Connected::default()
     };
-    connected.assigns.insert("user_id".into(), Value::String(user_id));
+    connected
+        .assigns
+        .insert("user_id".into(), Value::String(user_id));
     Ok(connected)
 }
 

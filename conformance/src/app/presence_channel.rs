@@ -26,27 +26,44 @@ fn meta(value: Value) -> Meta {
 }
 
 impl Channel for PresenceChannel {
-    async fn join(&mut self, _topic: &str, params: Payload, socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        params: Payload,
+        socket: &mut ChannelSocket,
+    ) -> JoinResult {
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
         let name = match field(&params, "name") {
             Value::Null | Value::Bool(false) => Value::String(self.user_id.clone()),
             name => name,
         };
-        socket.send_info(AfterJoin { name }).expect("own mailbox has room");
+        socket
+            .send_info(AfterJoin { name })
+            .expect("own mailbox has room");
         JoinResult::Ok(Payload::empty())
     }
 
     async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
         if let Ok(AfterJoin { name }) = info.downcast::<AfterJoin>() {
             let presence = socket.presence().expect("presence enabled");
-            let _ = presence.track(&self.user_id, meta(json!({"name": name, "status": "online"})));
+            let _ = presence.track(
+                &self.user_id,
+                meta(json!({"name": name, "status": "online"})),
+            );
             let list = presence.list();
-            socket.push("presence_state", list).expect("push presence_state");
+            socket
+                .push("presence_state", list)
+                .expect("push presence_state");
         }
         HandleResult::NoReply
     }
 
-    async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         let presence = socket.presence().expect("presence enabled");
         match event {
             "update_status" => {

@@ -8,11 +8,21 @@ use serde_json::json;
 pub struct PrivateChannel;
 
 impl Channel for PrivateChannel {
-    async fn join(&mut self, _topic: &str, _params: Payload, _socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        _params: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> JoinResult {
         JoinResult::Error(Payload::Json(json!({"reason": "unauthorized"})))
     }
 
-    async fn handle_in(&mut self, event: &str, _payload: Payload, _socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        _payload: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> HandleResult {
         panic!("PrivateChannel has no handle_in for {event:?}")
     }
 }

@@ -23,7 +23,12 @@ impl Channel for RoomChannel {
         &["filtered"]
     }
 
-    async fn join(&mut self, topic: &str, params: Payload, socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        topic: &str,
+        params: Payload,
+        socket: &mut ChannelSocket,
+    ) -> JoinResult {
         if truthy(Some(&field(&params, "reject"))) {
             return JoinResult::Error(Payload::Json(json!({"reason": "rejected"})));
         }
@@ -32,18 +37,27 @@ impl Channel for RoomChannel {
         }
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
         socket.send_info(AfterJoin).expect("own mailbox has room");
-        JoinResult::Ok(Payload::Json(json!({"topic": topic, "user_id": self.user_id})))
+        JoinResult::Ok(Payload::Json(
+            json!({"topic": topic, "user_id": self.user_id}),
+        ))
     }
 
     async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
         if info.is::<AfterJoin>() {
             let topic = socket.topic().to_owned();
-            socket.push("welcome", Payload::Json(json!({"topic": topic}))).expect("push welcome");
+            socket
+                .push("welcome", Payload::Json(json!({"topic": topic})))
+                .expect("push welcome");
         }
         HandleResult::NoReply
     }
 
-    async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         match event {
             "echo" => HandleResult::Reply(Reply::ok(payload)),
             "error_reply" => HandleResult::Reply(Reply::error(json!({"reason": "requested"}))),
@@ -74,7 +88,9 @@ impl Channel for RoomChannel {
                 HandleResult::NoReply
             }
             "slow" => {
-                let ms = field(&payload, "ms").as_u64().expect("slow needs an integer ms");
+                let ms = field(&payload, "ms")
+                    .as_u64()
+                    .expect("slow needs an integer ms");
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 HandleResult::Reply(Reply::ok(json!({"slept": ms})))
             }
@@ -94,7 +110,9 @@ impl Channel for RoomChannel {
             },
             "binary_echo" => HandleResult::Reply(Reply::ok(binary(payload))),
             "binary_push" => {
-                socket.push("binary_pushed", binary(payload)).expect("binary push");
+                socket
+                    .push("binary_pushed", binary(payload))
+                    .expect("binary push");
                 HandleResult::NoReply
             }
             "binary_broadcast" => {
@@ -105,7 +123,12 @@ impl Channel for RoomChannel {
         }
     }
 
-    async fn handle_out(&mut self, event: &str, mut payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_out(
+        &mut self,
+        event: &str,
+        mut payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         if truthy(Some(&field(&payload, "drop"))) {
             return HandleResult::NoReply;
         }

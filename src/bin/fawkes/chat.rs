@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::presence::PresenceOptions;
-use fawkes::{Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, Info, JoinResult, Payload, Reply, Socket};
+use fawkes::{
+    Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, Info, JoinResult,
+    Payload, Reply, Socket,
+};
 use serde_json::{json, Value};
 
 use crate::config::{Config, TopicRule};
@@ -34,7 +37,9 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
             .options(socket_config.options());
         for rule in &socket_config.topics {
             let rule = Arc::new(rule.clone());
-            socket = socket.channel(rule.pattern.clone(), move || RelayChannel::new(rule.clone()));
+            socket = socket.channel(rule.pattern.clone(), move || {
+                RelayChannel::new(rule.clone())
+            });
         }
         builder = builder.socket(socket_config.path.clone(), socket);
     }
@@ -59,7 +64,9 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
 fn connect(info: &ConnectInfo) -> Connected {
     let mut connected = Connected::default();
     if let Some(user) = info.param("user").filter(|u| !u.is_empty()) {
-        connected.assigns.insert("user".into(), Value::String(user.to_owned()));
+        connected
+            .assigns
+            .insert("user".into(), Value::String(user.to_owned()));
     }
     connected
 }
@@ -67,13 +74,14 @@ fn connect(info: &ConnectInfo) -> Connected {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -101,13 +109,24 @@ impl RelayChannel {
 }
 
 impl Channel for RelayChannel {
-    async fn join(&mut self, _topic: &str, params: Payload, socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        params: Payload,
+        socket: &mut ChannelSocket,
+    ) -> JoinResult {
         if self.rule.presence {
             let from_join = match &params {
-                Payload::Json(Value::Object(map)) => map.get("user").and_then(Value::as_str).filter(|u| !u.is_empty()),
+                Payload::Json(Value::Object(map)) => map
+                    .get("user")
+                    .and_then(Value::as_str)
+                    .filter(|u| !u.is_empty()),
                 _ => None,
             };
-            let key = from_join.or(socket.assign_str("user")).unwrap_or("anonymous").to_owned();
+            let key = from_join
+                .or(socket.assign_str("user"))
+                .unwrap_or("anonymous")
+                .to_owned();
             if socket.send_info(AfterJoin { key }).is_err() {
                 return JoinResult::Error(Payload::Json(json!({"reason": "busy"})));
             }
@@ -122,7 +141,10 @@ impl Channel for RelayChannel {
         let Some(presence) = socket.presence() else {
             return HandleResult::NoReply;
         };
-        let online_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+        let online_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
         let mut meta = serde_json::Map::new();
         meta.insert("online_at".into(), json!(online_at));
         if let Err(error) = presence.track(&key, meta) {
@@ -135,7 +157,12 @@ impl Channel for RelayChannel {
         HandleResult::NoReply
     }
 
-    async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         if self.rule.relay.iter().any(|e| e == event) {
             socket.broadcast_from(event, payload);
             HandleResult::Reply(Reply::ok_empty())
@@ -144,4 +171,3 @@ impl Channel for RelayChannel {
         }
     }
 }
-

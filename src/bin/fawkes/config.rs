@@ -73,7 +73,9 @@ pub(crate) struct PresenceConfig {
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        Self { batch_window_ms: 25 }
+        Self {
+            batch_window_ms: 25,
+        }
     }
 }
 
@@ -185,7 +187,13 @@ fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     toml::from_str(text).map_err(|error| {
         let line = error
             .span()
-            .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+            .map(|span| {
+                text.as_bytes()[..span.start.min(text.len())]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1
+            })
             .unwrap_or(1);
         ConfigError::Parse {
             path: path.to_owned(),
@@ -206,7 +214,9 @@ impl SocketConfig {
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
                 Origin::Enabled(false) => CheckOrigin::Any,
-                Origin::Enabled(true) | Origin::Keyword(OriginKeyword::SameHost) => CheckOrigin::SameHost,
+                Origin::Enabled(true) | Origin::Keyword(OriginKeyword::SameHost) => {
+                    CheckOrigin::SameHost
+                }
                 Origin::List(list) => CheckOrigin::List(list.clone()),
             },
             ..SocketOptions::default()
@@ -233,7 +243,9 @@ mod tests {
     fn a_bad_file_names_the_line() {
         let text = "[server]\nport = 4000\nbogus = 1\n";
         let error = parse(text, Path::new("x.toml")).expect_err("unknown key");
-        let ConfigError::Parse { line, .. } = &error else { panic!("{error}") };
+        let ConfigError::Parse { line, .. } = &error else {
+            panic!("{error}")
+        };
         assert_eq!(*line, 3, "{error}");
         let text = "[server]\nport = \"not a number\"\n";
         let error = parse(text, Path::new("x.toml")).expect_err("bad type");
@@ -244,7 +256,13 @@ mod tests {
     fn check_origin_forms() {
         let text = "[[socket]]\npath = \"/s\"\ncheck_origin = [\"//*.example.com\"]\n[[socket]]\npath = \"/t\"\ncheck_origin = \"same-host\"\n";
         let config = parse(text, Path::new("x.toml")).expect("valid");
-        assert_eq!(config.sockets[0].options().check_origin, CheckOrigin::List(vec!["//*.example.com".into()]));
-        assert_eq!(config.sockets[1].options().check_origin, CheckOrigin::SameHost);
+        assert_eq!(
+            config.sockets[0].options().check_origin,
+            CheckOrigin::List(vec!["//*.example.com".into()])
+        );
+        assert_eq!(
+            config.sockets[1].options().check_origin,
+            CheckOrigin::SameHost
+        );
     }
 }

@@ -18,7 +18,8 @@ use cli::{Cli, Command};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let config = match config::Config::load(args.config.as_deref()) {

@@ -53,7 +53,10 @@ impl StaticFiles {
             other => other.trim_start_matches('/'),
         };
         let relative = Path::new(relative);
-        if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        if relative
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
             return None;
         }
         Some(self.root.join(relative))
@@ -76,7 +79,10 @@ fn content_type(path: &Path) -> &'static str {
 fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -92,7 +98,9 @@ mod tests {
         assert_eq!(files.resolve("/app.js"), Some(PathBuf::from("/srv/app.js")));
         assert_eq!(
             files.resolve("/vendor/phoenix.mjs"),
-            Some(PathBuf::from("/srv/node_modules/phoenix/priv/static/phoenix.mjs"))
+            Some(PathBuf::from(
+                "/srv/node_modules/phoenix/priv/static/phoenix.mjs"
+            ))
         );
         assert_eq!(files.resolve("/../etc/passwd"), None);
         assert_eq!(files.resolve("/a/../../b"), None);

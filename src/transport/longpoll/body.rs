@@ -54,7 +54,10 @@ pub(super) fn frames(content_type: Option<&str>, body: Bytes) -> Result<Vec<InFr
     let mut start = 0;
     let mut line_no = 0;
     while start <= body.len() && line_no < MAX_BATCH {
-        let end = body[start..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| start + i);
+        let end = body[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |i| start + i);
         line_no += 1;
         let mut line = body.slice(start..end);
         if line.last() == Some(&b'\r') {
@@ -66,10 +69,13 @@ pub(super) fn frames(content_type: Option<&str>, body: Bytes) -> Result<Vec<InFr
             continue;
         }
         if line.first() == Some(&b'[') {
-            let text = Utf8Bytes::try_from(line).map_err(|_| BodyError::NotUtf8 { line: line_no })?;
+            let text =
+                Utf8Bytes::try_from(line).map_err(|_| BodyError::NotUtf8 { line: line_no })?;
             frames.push(InFrame::Text(text));
         } else {
-            let bytes = BASE64.decode(&line).map_err(|_| BodyError::NotBase64 { line: line_no })?;
+            let bytes = BASE64
+                .decode(&line)
+                .map_err(|_| BodyError::NotBase64 { line: line_no })?;
             frames.push(InFrame::Binary(Bytes::from(bytes)));
         }
     }
@@ -94,13 +100,20 @@ mod tests {
     fn ndjson_lines_text_and_binary() {
         let body = Bytes::from_static(b"[\"a\"]\r\n[\"b\"]\nAAEC\n");
         let frames = frames(Some(NDJSON), body).expect("frames");
-        assert_eq!(texts(&frames), vec!["[\"a\"]", "[\"b\"]", "bin:b\"\\0\\x01\\x02\""]);
+        assert_eq!(
+            texts(&frames),
+            vec!["[\"a\"]", "[\"b\"]", "bin:b\"\\0\\x01\\x02\""]
+        );
     }
 
     #[test]
     fn other_content_types_are_one_text_frame() {
         let body = Bytes::from_static(b"[\"a\"]\n[\"b\"]");
-        for ct in [None, Some("application/json"), Some("application/x-ndjson; charset=utf-8")] {
+        for ct in [
+            None,
+            Some("application/json"),
+            Some("application/x-ndjson; charset=utf-8"),
+        ] {
             let frames = frames(ct, body.clone()).expect("frames");
             assert_eq!(texts(&frames), vec!["[\"a\"]\n[\"b\"]"]);
         }
@@ -124,6 +137,9 @@ mod tests {
             frames(Some(NDJSON), Bytes::from_static(b"[\xff]")).err(),
             Some(BodyError::NotUtf8 { line: 1 })
         );
-        assert_eq!(frames(None, Bytes::from_static(b"\xff")).err(), Some(BodyError::NotUtf8 { line: 1 }));
+        assert_eq!(
+            frames(None, Bytes::from_static(b"\xff")).err(),
+            Some(BodyError::NotUtf8 { line: 1 })
+        );
     }
 }

@@ -24,13 +24,20 @@ use super::token::SessionId;
 use crate::session::{DisconnectReason, InFrame, SessionHandle, WireFrame};
 use crate::socket::Socket;
 
+/// Longest wait between two frames of one POST (see [`LpSession::publish`]).
+const SETTLE: Duration = Duration::from_millis(2);
+
 /// Every live longpoll session of the process, by id. Ids are random, and
 /// each entry remembers its socket mount, so one map serves every endpoint.
-static REGISTRY: LazyLock<Mutex<HashMap<SessionId, Arc<LpSession>>>> = LazyLock::new(Default::default);
+static REGISTRY: LazyLock<Mutex<HashMap<SessionId, Arc<LpSession>>>> =
+    LazyLock::new(Default::default);
 
+/// The registry, locked.
 fn registry() -> MutexGuard<'static, HashMap<SessionId, Arc<LpSession>>> {
     // A panic while holding this lock cannot leave the map inconsistent.
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The live session `id` of the socket mounted as `socket`, if any.
@@ -51,6 +58,8 @@ struct State {
     /// Bumped by every GET: a waiting GET whose number is no longer current
     /// was superseded by a newer one.
     poll_generation: u64,
+    /// Frames ever buffered (a POST watches it between the frames of a batch).
+    produced: u64,
 }
 
 /// One longpoll session as the transport sees it.
@@ -95,10 +104,14 @@ pub(super) enum Publish {
 }
 
 impl LpSession {
+    /// The state, locked.
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// A clone of the inbound sender, unless the session was closed.
     fn sender(&self) -> Option<mpsc::Sender<InFrame>> {
         self.inbound
             .lock()
@@ -107,11 +120,21 @@ impl LpSession {
     }
 
     /// Send `frames` to the session in order, each within `window`.
+    ///
+    /// Phoenix dispatches the frames of a batch one at a time, each after
+    /// the session acknowledged the previous one; that round trip usually
+    /// lets a channel's reply to one frame reach the buffer before the next
+    /// frame is handled (e.g. an `echo` reply before the next `heartbeat`
+    /// reply, as recorded). Between frames we therefore wait until the
+    /// session produced a frame, at most [`SETTLE`].
     pub(super) async fn publish(&self, frames: Vec<InFrame>, window: Duration) -> Publish {
         let Some(inbound) = self.sender() else {
             return Publish::Gone;
         };
-        for frame in frames {
+        for (i, frame) in frames.into_iter().enumerate() {
+            if i > 0 {
+                self.settle().await;
+            }
             tokio::select! {
                 sent = inbound.send(frame) => {
                     if sent.is_err() {
@@ -124,6 +147,24 @@ impl LpSession {
             }
         }
         Publish::Ok
+    }
+
+    /// Wait until the session buffers a frame or [`SETTLE`] passed.
+    async fn settle(&self) {
+        let before = self.state().produced;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state().produced != before || self.closed.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
     }
 
     /// Wait up to `window` for frames; a newer poll on the same session
@@ -207,6 +248,7 @@ pub(super) fn register(
             last_poll: Instant::now(),
             polls_in_flight: 0,
             poll_generation: 0,
+            produced: 0,
         }),
         capacity,
         ready: Notify::new(),
@@ -259,7 +301,11 @@ async fn run(
             },
             frame = outbound.recv(), if outbound_open && !full => match frame {
                 Some(WireFrame::Text(text)) => {
-                    session.state().buffer.push_back(text);
+                    {
+                        let mut state = session.state();
+                        state.buffer.push_back(text);
+                        state.produced += 1;
+                    }
                     session.ready.notify_waiters();
                 }
                 Some(WireFrame::Binary(_)) => {
@@ -291,5 +337,74 @@ async fn run(
         End::Inactive => tracing::info!("longpoll session inactive: closing"),
         End::Session(reason) => tracing::debug!(%reason, "longpoll session ended"),
         End::Crashed => tracing::error!("longpoll session task failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Shared;
+    use crate::pubsub::PubSub;
+    use crate::socket::SocketOptions;
+    use fawkes_protocol::Serializer;
+
+    fn shared() -> Shared {
+        Shared {
+            pubsub: PubSub::new(),
+            presence: None,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    fn start(
+        socket: &Arc<Socket>,
+        shared: &Shared,
+        expiry: Duration,
+    ) -> (SessionId, Arc<LpSession>) {
+        let handle =
+            crate::session::start(socket.clone(), shared, Serializer::V2, Default::default());
+        let id = SessionId::random().expect("entropy");
+        (id, register(id, socket.clone(), handle, expiry))
+    }
+
+    #[tokio::test]
+    async fn unpolled_sessions_are_reaped_and_forgotten() {
+        let socket = Arc::new(Socket::new().options(SocketOptions {
+            longpoll: true,
+            ..SocketOptions::default()
+        }));
+        let shared = shared();
+        let (id, session) = start(&socket, &shared, Duration::from_millis(100));
+        assert!(lookup(id, &socket).is_some());
+        // Another mount does not know this session.
+        assert!(lookup(id, &Arc::new(Socket::new())).is_none());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(lookup(id, &socket).is_none());
+        assert!(!registry().contains_key(&id));
+        assert!(session.closed.is_cancelled());
+        assert!(session.sender().is_none());
+        assert_eq!(
+            session.publish(Vec::new(), Duration::from_secs(1)).await,
+            Publish::Gone
+        );
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_sessions_and_wakes_polls() {
+        let socket = Arc::new(Socket::new());
+        let shared = shared();
+        let (id, session) = start(&socket, &shared, Duration::from_secs(60));
+        let polling = tokio::spawn({
+            let session = session.clone();
+            async move { session.poll(Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        shared.shutdown.cancel();
+        let polled = tokio::time::timeout(Duration::from_secs(5), polling)
+            .await
+            .expect("poll woken")
+            .expect("poll task");
+        assert!(matches!(polled, Poll::NoContent));
+        assert!(lookup(id, &socket).is_none());
     }
 }

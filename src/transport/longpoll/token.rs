@@ -22,6 +22,7 @@ const VERSION: u8 = 1;
 /// Payload length: version, 16-byte id, 8-byte issue time.
 const PAYLOAD_LEN: usize = 1 + 16 + 8;
 
+/// HMAC-SHA256.
 type HmacSha256 = Hmac<Sha256>;
 
 /// A longpoll session's identity: 128 random bits.
@@ -65,12 +66,14 @@ fn secret() -> Result<&'static [u8; 32], TokenError> {
     Ok(SECRET.get_or_init(|| fresh))
 }
 
+/// A MAC keyed with the process secret, fed with `payload`.
 fn mac(payload: &[u8]) -> Result<HmacSha256, TokenError> {
     let mut mac = HmacSha256::new_from_slice(secret()?).map_err(|_| TokenError::Entropy)?;
     mac.update(payload);
     Ok(mac)
 }
 
+/// Wall-clock milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -82,21 +85,32 @@ pub(super) fn sign(id: SessionId) -> Result<String, TokenError> {
     sign_at(id, now_ms())
 }
 
+/// Sign a token for session `id`, issued at `issued_ms`.
 fn sign_at(id: SessionId, issued_ms: u64) -> Result<String, TokenError> {
     let mut payload = [0u8; PAYLOAD_LEN];
     payload[0] = VERSION;
     payload[1..17].copy_from_slice(&id.0);
     payload[17..].copy_from_slice(&issued_ms.to_be_bytes());
     let tag = mac(&payload)?.finalize().into_bytes();
-    Ok(format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag)))
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(payload),
+        URL_SAFE_NO_PAD.encode(tag)
+    ))
 }
 
 /// Check a token's signature and age; the session id it names.
 pub(super) fn verify(token: &str) -> Result<SessionId, TokenError> {
     let (payload, tag) = token.split_once('.').ok_or(TokenError::Malformed)?;
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-    let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| TokenError::Malformed)?;
-    mac(&payload)?.verify_slice(&tag).map_err(|_| TokenError::BadSignature)?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| TokenError::Malformed)?;
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Malformed)?;
+    mac(&payload)?
+        .verify_slice(&tag)
+        .map_err(|_| TokenError::BadSignature)?;
     if payload.len() != PAYLOAD_LEN || payload[0] != VERSION {
         return Err(TokenError::Malformed);
     }
@@ -119,7 +133,9 @@ mod tests {
     fn round_trip() {
         let id = SessionId::random().expect("entropy");
         let token = sign(id).expect("sign");
-        assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'));
         assert_eq!(verify(&token), Ok(id));
     }
 

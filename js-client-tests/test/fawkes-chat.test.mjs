@@ -1,0 +1,195 @@
+// The `fawkes serve` chat application from Node, as the chat page uses it:
+// room:* joins with presence (batched presence_diff), relayed new_msg/typing.
+import {describe, it, before} from "node:test"
+import assert from "node:assert/strict"
+import {LongPoll, Presence} from "phoenix"
+import {
+  startFawkes, ensureChatDeps, newSocket, connect, joinOk, pushed, nextEvent, collect, eventually,
+  presenceKeys, sleep,
+} from "./helpers.mjs"
+
+let server
+before(async () => {
+  ensureChatDeps()
+  server = await startFawkes()
+})
+
+async function chatter({user, joinUser, topic = "room:lobby", transport} = {}){
+  const socket = newSocket(server, {params: user ? {user} : {}, ...(transport ? {transport} : {})})
+  await connect(socket)
+  const channel = socket.channel(topic, joinUser ? {user: joinUser} : {})
+  const presence = new Presence(channel)
+  const response = await joinOk(channel)
+  return {socket, channel, presence, response}
+}
+
+describe("fawkes serve: chat rooms", () => {
+  it("a join replies ok with an empty response and the user appears in presence with online_at", {timeout: 10000}, async () => {
+    const before = Date.now()
+    const alice = await chatter({user: "alice", topic: "room:meta"})
+    assert.deepEqual(alice.response, {})
+    await eventually("alice in her own presence list", () => presenceKeys(alice.presence).join() === "alice")
+    const [meta] = alice.presence.list((id, {metas}) => metas)[0]
+    assert.equal(typeof meta.online_at, "number")
+    assert.ok(meta.online_at >= before - 5000 && meta.online_at <= Date.now() + 5000, `online_at ${meta.online_at}`)
+    assert.equal(typeof meta.phx_ref, "string")
+  })
+
+  it("the presence key is the join param user, else the connect param user, else anonymous", {timeout: 10000}, async () => {
+    const topic = "room:keys"
+    const watcher = await chatter({user: "watcher", topic})
+    await chatter({user: "conn-name", joinUser: "join-name", topic})
+    await chatter({user: "only-conn", topic})
+    await chatter({topic})
+    await eventually("all four keys", () =>
+      presenceKeys(watcher.presence).join() === "anonymous,join-name,only-conn,watcher")
+  })
+
+  it("new_msg and typing are relayed to everyone else, not back to the sender", {timeout: 10000}, async () => {
+    const topic = "room:relay"
+    const alice = await chatter({user: "alice", topic})
+    const bob = await chatter({user: "bob", topic})
+    const carol = await chatter({user: "carol", topic})
+    const aliceOwn = collect(alice.channel, "new_msg")
+    const aliceTyping = collect(alice.channel, "typing")
+
+    const toBob = nextEvent(bob.channel, "typing")
+    const toCarol = nextEvent(carol.channel, "typing")
+    assert.deepEqual(await pushed(alice.channel, "typing", {user: "alice"}), {status: "ok", response: {}})
+    assert.deepEqual(await toBob, {user: "alice"})
+    assert.deepEqual(await toCarol, {user: "alice"})
+
+    const msg = {body: "hello ☃ <script>", user: "alice"}
+    const bobMsg = nextEvent(bob.channel, "new_msg")
+    const carolMsg = nextEvent(carol.channel, "new_msg")
+    assert.deepEqual(await pushed(alice.channel, "new_msg", msg), {status: "ok", response: {}})
+    assert.deepEqual(await bobMsg, msg)
+    assert.deepEqual(await carolMsg, msg)
+
+    const back = nextEvent(alice.channel, "new_msg")
+    await pushed(bob.channel, "new_msg", {body: "hi", user: "bob"})
+    assert.deepEqual(await back, {body: "hi", user: "bob"})
+    await sleep(150)
+    assert.deepEqual(aliceOwn, [{body: "hi", user: "bob"}], "alice never gets her own message back")
+    assert.deepEqual(aliceTyping, [], "alice never gets her own typing event back")
+  })
+
+  it("messages stay in their room", {timeout: 10000}, async () => {
+    const a = await chatter({user: "a", topic: "room:one"})
+    const b = await chatter({user: "b", topic: "room:two"})
+    const c = await chatter({user: "c", topic: "room:one"})
+    const seenByB = collect(b.channel, "new_msg")
+    const toC = nextEvent(c.channel, "new_msg")
+    await pushed(a.channel, "new_msg", {body: "one only", user: "a"})
+    assert.deepEqual(await toC, {body: "one only", user: "a"})
+    await sleep(100)
+    assert.deepEqual(seenByB, [])
+  })
+
+  it("other events get an error reply and the channel keeps working", {timeout: 10000}, async () => {
+    const alice = await chatter({user: "alice", topic: "room:errors"})
+    const {status} = await pushed(alice.channel, "delete_everything", {})
+    assert.equal(status, "error")
+    assert.equal(alice.channel.state, "joined")
+    assert.deepEqual(await pushed(alice.channel, "typing", {user: "alice"}), {status: "ok", response: {}})
+  })
+
+  it("a burst of joins and leaves ends in the same presence list for every client (batched diffs)", {timeout: 10000}, async () => {
+    const topic = "room:churn"
+    const watcher = await chatter({user: "watcher", topic})
+    const syncs = []
+    watcher.presence.onSync(() => syncs.push(presenceKeys(watcher.presence).join()))
+    const crowd = await Promise.all(["u1", "u2", "u3", "u4", "u5", "u6"].map(user => chatter({user, topic})))
+    crowd[1].channel.leave()
+    crowd[3].socket.disconnect()
+    await pushed(crowd[5].channel, "typing", {user: "u6"})
+    const expected = "u1,u3,u5,u6,watcher"
+    await eventually("the watcher's list", () => presenceKeys(watcher.presence).join() === expected)
+    for(const member of [crowd[0], crowd[2], crowd[4], crowd[5]]){
+      await eventually("every remaining member's list", () => presenceKeys(member.presence).join() === expected)
+    }
+    await sleep(100)
+    assert.equal(presenceKeys(watcher.presence).join(), expected, "the list stays settled")
+    // each u-key has exactly one meta
+    for(const [id, n] of watcher.presence.list((id, {metas}) => [id, metas.length])){ assert.equal(n, 1, id) }
+  })
+
+  it("leaving and rejoining within one diff batch window leaves exactly one presence", {timeout: 10000}, async () => {
+    const topic = "room:flap"
+    const watcher = await chatter({user: "watcher", topic})
+    const flapper = await chatter({user: "flap", topic})
+    await eventually("the watcher to see flap", () => presenceKeys(watcher.presence).join() === "flap,watcher")
+    for(let i = 0; i < 3; i++){
+      flapper.channel.leave()
+      flapper.channel = flapper.socket.channel(topic)
+      await joinOk(flapper.channel)
+    }
+    await sleep(200)
+    const metas = watcher.presence.list((id, {metas}) => [id, metas.length])
+    assert.deepEqual(metas.sort(), [["flap", 1], ["watcher", 1]])
+  })
+
+  it("the same user from a LongPoll client is seen by websocket clients", {timeout: 10000}, async () => {
+    const topic = "room:lp"
+    const ws = await chatter({user: "ws-user", topic})
+    const lp = await chatter({user: "lp-user", topic, transport: LongPoll})
+    await eventually("the websocket client to see the LongPoll client", () =>
+      presenceKeys(ws.presence).join() === "lp-user,ws-user")
+    const toWs = nextEvent(ws.channel, "new_msg")
+    assert.deepEqual(await pushed(lp.channel, "new_msg", {body: "over longpoll", user: "lp-user"}), {status: "ok", response: {}})
+    assert.deepEqual(await toWs, {body: "over longpoll", user: "lp-user"})
+    const toLp = nextEvent(lp.channel, "new_msg")
+    await pushed(ws.channel, "new_msg", {body: "over websocket", user: "ws-user"})
+    assert.deepEqual(await toLp, {body: "over websocket", user: "ws-user"})
+  })
+
+  it("after a restart on the same port both clients reconnect and their presence lists converge", {timeout: 10000}, async () => {
+    const own = await startFawkes()
+    const topic = "room:restart"
+    const member = async user => {
+      const socket = newSocket(own, {params: {user}})
+      await connect(socket)
+      const channel = socket.channel(topic)
+      const presence = new Presence(channel)
+      let joins = 0
+      channel.join().receive("ok", () => { joins++ })
+      await eventually(`${user} joined`, () => joins === 1)
+      return {socket, channel, presence, joins: () => joins}
+    }
+    const alice = await member("alice")
+    const bob = await member("bob")
+    await eventually("alice sees bob", () => presenceKeys(alice.presence).join() === "alice,bob")
+    const before = alice.presence.list((id, {metas}) => metas[0].phx_ref)
+
+    await own.stop()
+    await startFawkes({port: own.port})
+    await eventually("both rejoin", () => alice.joins() === 2 && bob.joins() === 2, 6000)
+    for(const m of [alice, bob]){
+      await eventually("one fresh meta per user", () => {
+        const metas = m.presence.list((id, {metas}) => [id, metas.length, metas[0].phx_ref])
+        return metas.length === 2 && metas.every(([, n, ref]) => n === 1 && !before.includes(ref))
+      }, 3000)
+    }
+    const toBob = nextEvent(bob.channel, "new_msg")
+    await pushed(alice.channel, "new_msg", {body: "back", user: "alice"})
+    assert.deepEqual(await toBob, {body: "back", user: "alice"})
+  })
+
+  it("SIGTERM: websocket clients are closed, LongPoll clients are released, and the server exits promptly", {timeout: 10000}, async () => {
+    const own = await startFawkes()
+    const ws = newSocket(own, {params: {user: "ws"}, reconnectAfterMs: () => 1000})
+    const lp = newSocket(own, {params: {user: "lp"}, transport: LongPoll, reconnectAfterMs: () => 1000})
+    const wsCloses = []
+    ws.onClose(e => wsCloses.push(e.code))
+    await Promise.all([connect(ws), connect(lp)])
+    await Promise.all([joinOk(ws.channel("room:term")), joinOk(lp.channel("room:term"))])
+    const started = Date.now()
+    own.child.kill("SIGTERM")
+    await eventually("the server to exit after SIGTERM", () => own.exited, 4000)
+    const took = Date.now() - started
+    assert.equal(own.exited.code, 0, `exit status ${JSON.stringify(own.exited)}`)
+    assert.ok(took < 2000, `the server took ${took} ms to exit`)
+    await eventually("the websocket client to see the close", () => wsCloses.length >= 1, 2000)
+    assert.equal(wsCloses[0], 1012, "closed as \"service restart\"")
+  })
+})
