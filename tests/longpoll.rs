@@ -308,8 +308,13 @@ async fn a_batch_of_two_frames_is_answered_in_one_poll() {
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     let answer = poll(server.addr, &token).await;
+    let mut messages = answer.messages();
+    // The echo reply comes from the channel task, the heartbeat reply from
+    // the session: Phoenix races them too (the recorded order, echo first,
+    // is checked by the conformance replay); here only "one poll" matters.
+    messages.sort_by_key(|m| m[1].as_str().map(str::to_owned));
     assert_eq!(
-        answer.messages(),
+        messages,
         vec![
             json!(["1", "2", "room:lobby", "phx_reply", {"status": "ok", "response": {"lp": true}}]),
             json!([null, "3", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),

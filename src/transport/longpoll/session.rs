@@ -24,8 +24,12 @@ use super::token::SessionId;
 use crate::session::{DisconnectReason, InFrame, SessionHandle, WireFrame};
 use crate::socket::Socket;
 
-/// Longest wait between two frames of one POST (see [`LpSession::publish`]).
-const SETTLE: Duration = Duration::from_millis(2);
+/// Between two frames of one POST, how long to wait for output once the
+/// session took the first (see [`LpSession::publish`]).
+const SETTLE: Duration = Duration::from_millis(5);
+/// Between two frames of one POST, how long to wait for the session to take
+/// the first off its queue.
+const DEQUEUE_WAIT: Duration = Duration::from_millis(100);
 
 /// Every live longpoll session of the process, by id. Ids are random, and
 /// each entry remembers its socket mount, so one map serves every endpoint.
@@ -126,15 +130,18 @@ impl LpSession {
     /// lets a channel's reply to one frame reach the buffer before the next
     /// frame is handled (e.g. an `echo` reply before the next `heartbeat`
     /// reply, as recorded). Between frames we therefore wait until the
-    /// session produced a frame, at most [`SETTLE`].
+    /// session took the previous frame and produced output, or [`SETTLE`]
+    /// passed after it took the frame.
     pub(super) async fn publish(&self, frames: Vec<InFrame>, window: Duration) -> Publish {
         let Some(inbound) = self.sender() else {
             return Publish::Gone;
         };
-        for (i, frame) in frames.into_iter().enumerate() {
-            if i > 0 {
-                self.settle().await;
+        let mut produced_before = None;
+        for frame in frames {
+            if let Some(before) = produced_before {
+                self.settle(&inbound, before).await;
             }
+            produced_before = Some(self.state().produced);
             tokio::select! {
                 sent = inbound.send(frame) => {
                     if sent.is_err() {
@@ -149,15 +156,24 @@ impl LpSession {
         Publish::Ok
     }
 
-    /// Wait until the session buffers a frame or [`SETTLE`] passed.
-    async fn settle(&self) {
-        let before = self.state().produced;
+    /// After a frame was queued while the session had produced `before`
+    /// frames: wait until it produced more, or until it took every queued
+    /// frame (at most [`DEQUEUE_WAIT`]) and then [`SETTLE`] passed.
+    async fn settle(&self, inbound: &mpsc::Sender<InFrame>, before: u64) {
+        let produced = || self.state().produced != before || self.closed.is_cancelled();
+        let dequeue_deadline = Instant::now() + DEQUEUE_WAIT;
+        while inbound.capacity() < inbound.max_capacity() && Instant::now() < dequeue_deadline {
+            if produced() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         let deadline = Instant::now() + SETTLE;
         loop {
             let notified = self.ready.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.state().produced != before || self.closed.is_cancelled() {
+            if produced() {
                 return;
             }
             tokio::select! {
