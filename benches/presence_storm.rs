@@ -19,10 +19,20 @@ use tokio_tungstenite::tungstenite::Message;
 struct Observer;
 
 impl Channel for Observer {
-    async fn join(&mut self, _topic: &str, _params: Payload, _socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        _params: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> JoinResult {
         JoinResult::Ok(Payload::empty())
     }
-    async fn handle_in(&mut self, _event: &str, _payload: Payload, _socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        _event: &str,
+        _payload: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> HandleResult {
         HandleResult::NoReply
     }
 }
@@ -35,10 +45,17 @@ struct Outcome {
 
 async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
     let endpoint = Endpoint::builder()
-        .socket("/socket", Socket::new().channel("room:*", Observer::default))
-        .presence(PresenceOptions { batch_window: window })
+        .socket(
+            "/socket",
+            Socket::new().channel("room:*", Observer::default),
+        )
+        .presence(PresenceOptions {
+            batch_window: window,
+        })
         .build();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(endpoint.clone().serve(listener, async {
@@ -46,8 +63,12 @@ async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
     }));
 
     let url = format!("ws://{addr}/socket/websocket?vsn=2.0.0");
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-    ws.send(Message::text(r#"["1","1","room:storm","phx_join",{}]"#)).await.expect("join");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    ws.send(Message::text(r#"["1","1","room:storm","phx_join",{}]"#))
+        .await
+        .expect("join");
     let _reply = ws.next().await;
 
     let presence = endpoint.presence().expect("presence").clone();
@@ -63,7 +84,9 @@ async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
                     if phase == "track" {
                         let mut meta = serde_json::Map::new();
                         meta.insert("online_at".into(), json!(i));
-                        presence.track(i as u64 + 1_000_000, topic, &key, meta).expect("track");
+                        presence
+                            .track(i as u64 + 1_000_000, topic, &key, meta)
+                            .expect("track");
                     } else {
                         presence.untrack(i as u64 + 1_000_000, topic, &key);
                     }
@@ -75,7 +98,9 @@ async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
         };
         let (mut seen, mut frames, mut bytes) = (0usize, 0usize, 0usize);
         while seen < n {
-            let Some(Ok(Message::Text(text))) = ws.next().await else { panic!("subscriber lost") };
+            let Some(Ok(Message::Text(text))) = ws.next().await else {
+                panic!("subscriber lost")
+            };
             let frame: Value = serde_json::from_str(&text).expect("json");
             if frame[3] == "presence_diff" {
                 frames += 1;
@@ -103,7 +128,10 @@ fn main() {
     let n = if bench { 10_000 } else { 200 };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     println!("presence storm: {n} tracks then {n} untracks on one topic, one websocket subscriber");
-    println!("{:<10} {:<8} {:>10} {:>8} {:>12}", "window", "phase", "time_ms", "diffs", "bytes");
+    println!(
+        "{:<10} {:<8} {:>10} {:>8} {:>12}",
+        "window", "phase", "time_ms", "diffs", "bytes"
+    );
     for window_ms in [0u64, 25] {
         let (track, untrack) = runtime.block_on(storm(n, Duration::from_millis(window_ms)));
         for (phase, outcome) in [("track", track), ("untrack", untrack)] {

@@ -13,6 +13,9 @@ import {startFawkes, ensureChatDeps, chatDir} from "./helpers.mjs"
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium"
 const screenshots = path.resolve(import.meta.dirname || path.dirname(new URL(import.meta.url).pathname), "..", "screenshots")
 
+// phoenix.js for the chat page (/vendor/phoenix.mjs), installed once before any timed hook
+ensureChatDeps()
+
 let server, context, profile, alice, bob
 const problems = [] // console errors and uncaught exceptions of the pages
 
@@ -34,7 +37,6 @@ describe("chat example in Chromium", () => {
       throw new Error(`Chromium not found at ${CHROMIUM}: install it (apt-get install -y chromium) ` +
         "or set CHROMIUM_PATH; the browser test needs a real browser and is never skipped")
     }
-    ensureChatDeps()
     server = await startFawkes()
     profile = mkdtempSync(path.join(os.tmpdir(), "fawkes-chromium-"))
     context = await chromium.launchPersistentContext(profile, {

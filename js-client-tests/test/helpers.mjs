@@ -90,7 +90,12 @@ after(async () => {
   for(const server of servers){ await server.stop() }
   servers.clear()
 })
-process.on("exit", () => { for(const child of running){ try { child.kill("SIGKILL") } catch {} } })
+// Servers must not outlive the test process, even when it is interrupted.
+const killAll = () => { for(const child of running){ try { child.kill("SIGKILL") } catch {} } }
+process.on("exit", killAll)
+for(const signal of ["SIGINT", "SIGTERM", "SIGHUP"]){
+  process.once(signal, () => { killAll(); process.kill(process.pid, signal) })
+}
 
 /**
  * Starts `bin args...` (the args get the port through `argsFor(port)`), waits
@@ -167,9 +172,10 @@ export function startFawkes(opts = {}){
 export function ensureChatDeps(){
   if(existsSync(path.join(chatDir, "node_modules", "phoenix", "priv", "static", "phoenix.mjs"))){ return }
   const npm = process.platform === "win32" ? "npm.cmd" : "npm"
-  const res = spawnSync(npm, ["ci", "--no-audit", "--no-fund", "--prefix", chatDir], {stdio: "inherit"})
+  // output is captured: the test runner reads this process's stdout
+  const res = spawnSync(npm, ["ci", "--no-audit", "--no-fund", "--prefix", chatDir], {encoding: "utf8", timeout: 120000})
   if(res.status !== 0){
-    throw new Error(`npm ci --prefix ${chatDir} failed (status ${res.status})`)
+    throw new Error(`npm ci --prefix ${chatDir} failed (status ${res.status}):\n${res.stdout}\n${res.stderr}`)
   }
 }
 
