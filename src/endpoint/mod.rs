@@ -179,11 +179,22 @@ impl Endpoint {
             let _ = stream.set_nodelay(true);
             let inner = self.inner.clone();
             tracker.spawn(async move {
+                let shutdown = inner.shared.shutdown.clone();
                 let service = service_fn(move |req| http::dispatch(inner.clone(), req, peer));
                 let conn = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
-                if let Err(error) = conn.await {
+                tokio::pin!(conn);
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => ended,
+                    _ = shutdown.cancelled() => {
+                        // Finish the request in flight, then close the
+                        // connection instead of serving more keep-alive requests.
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(error) = ended {
                     tracing::debug!(%error, "http connection ended with an error");
                 }
             });

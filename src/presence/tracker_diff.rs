@@ -13,13 +13,12 @@
 //!   Joins are ordered by when they happened, so the client ends with the
 //!   same order as if it had applied every diff in turn. A leave followed by
 //!   a join of the same ref needs no leave: the join alone replaces it.
-//! * absent at the end, and the first thing seen was a leave (so the client
-//!   had it before the window): one leave with the meta the client had.
-//! * absent at the end, and the first thing seen was a join: **nothing**. The
-//!   join and the leave cancel, so clients never see a presence flicker in and
-//!   out. This relies on each `phx_ref` being joined at most once while
-//!   present, which the tracker guarantees (every track and update mints a new
-//!   ref, and a merge joins an entry at most once).
+//! * absent at the end: one leave with the first left meta, whether the
+//!   client had it before the window or it joined inside the window. A join
+//!   and leave inside one window are **not** cancelled: a client may have
+//!   received a `presence_state` taken mid-window that already lists the
+//!   entry, and only the leave removes it. Clients that never saw the ref
+//!   ignore the leave (phoenix.js drops leaves for unknown refs).
 //!
 //! The tests check this against a model of phoenix.js `syncDiff`
 //! (`tracker_syncdiff.rs`): applying the batched diff gives exactly the state
@@ -172,8 +171,6 @@ fn finish(topic: String, (joins, leaves): (Side, Side)) -> Diff {
 /// What a batch knows about one `(key, phx_ref)` during a window.
 #[derive(Debug)]
 struct RefFate {
-    /// The client had this ref before the window (first event was a leave).
-    present_before: bool,
     /// Last join in the window: its position in the window and its meta.
     last_join: Option<(u64, Meta)>,
     /// First leave in the window: its position and the meta that left.
@@ -223,7 +220,7 @@ impl DiffBatch {
         for (key, metas) in diff.joins.0 {
             for meta in metas {
                 let seq = self.next_seq();
-                let fate = self.fate(&key, &meta, false);
+                let fate = self.fate(&key, &meta);
                 fate.last_join = Some((seq, meta));
                 fate.present_now = true;
             }
@@ -231,7 +228,7 @@ impl DiffBatch {
         for (key, metas) in diff.leaves.0 {
             for meta in metas {
                 let seq = self.next_seq();
-                let fate = self.fate(&key, &meta, true);
+                let fate = self.fate(&key, &meta);
                 if fate.first_leave.is_none() {
                     fate.first_leave = Some((seq, meta));
                 }
@@ -250,10 +247,8 @@ impl DiffBatch {
                 if let Some(join) = fate.last_join {
                     joins.entry(key).or_default().push(join);
                 }
-            } else if fate.present_before {
-                if let Some(leave) = fate.first_leave {
-                    leaves.entry(key).or_default().push(leave);
-                }
+            } else if let Some(leave) = fate.first_leave {
+                leaves.entry(key).or_default().push(leave);
             }
         }
         self.seq = 0;
@@ -284,11 +279,10 @@ impl DiffBatch {
         self.seq
     }
 
-    fn fate(&mut self, key: &str, meta: &Meta, is_leave: bool) -> &mut RefFate {
+    fn fate(&mut self, key: &str, meta: &Meta) -> &mut RefFate {
         self.fates
             .entry((key.to_owned(), ref_of(meta)))
             .or_insert(RefFate {
-                present_before: is_leave,
                 last_join: None,
                 first_leave: None,
                 present_now: false,
@@ -355,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn join_then_leave_cancels() {
+    fn join_then_leave_in_one_window_is_sent_as_the_leave() {
         let start = state(&[("k", vec![m("a", 0)])]);
         let (end, combined) = check(
             &start,
@@ -364,8 +358,26 @@ mod tests {
                 diff(&[], &[("k", m("b", 1))]),
             ],
         );
-        assert!(combined.is_empty());
+        assert_eq!(
+            combined.to_json(),
+            json!({"joins": {}, "leaves": {"k": {"metas": [m("b", 1)]}}})
+        );
         assert_eq!(end, start);
+    }
+
+    #[test]
+    fn a_client_whose_state_was_taken_mid_window_drops_the_ghost() {
+        // The client's presence_state already lists "b", which joined and
+        // left inside the window; the batched diff must remove it.
+        let mid_window = state(&[("k", vec![m("a", 0), m("b", 1)])]);
+        let diffs = [diff(&[("k", m("b", 1))], &[]), diff(&[], &[("k", m("b", 1))])];
+        let mut batch = DiffBatch::new("t");
+        for d in diffs {
+            batch.push(d);
+        }
+        let mut client = mid_window;
+        sync_diff(&mut client, &batch.finish());
+        assert_eq!(client, state(&[("k", vec![m("a", 0)])]));
     }
 
     #[test]
@@ -395,7 +407,7 @@ mod tests {
         let (end, combined) = check(&start, &diffs);
         assert_eq!(
             combined.to_json(),
-            json!({"joins": {"k": {"metas": [m("r3", 3)]}}, "leaves": {"k": {"metas": [m("r1", 1)]}}})
+            json!({"joins": {"k": {"metas": [m("r3", 3)]}}, "leaves": {"k": {"metas": [m("r1", 1), m("r2", 2)]}}})
         );
         assert_eq!(end, state(&[("k", vec![m("r3", 3)])]));
     }

@@ -175,6 +175,10 @@ async fn new_session(
     shared: &Shared,
     peer: SocketAddr,
 ) -> HttpResponse {
+    if shared.shutdown.is_cancelled() {
+        // Shutting down: no new sessions; phoenix.js retries elsewhere/later.
+        return empty(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let params = parse_query(req.uri().query());
     let serializer = match Serializer::from_vsn(params.get("vsn").and_then(|v| v.as_str())) {
         Ok(serializer) => serializer,
