@@ -370,7 +370,10 @@ mod tests {
         // The client's presence_state already lists "b", which joined and
         // left inside the window; the batched diff must remove it.
         let mid_window = state(&[("k", vec![m("a", 0), m("b", 1)])]);
-        let diffs = [diff(&[("k", m("b", 1))], &[]), diff(&[], &[("k", m("b", 1))])];
+        let diffs = [
+            diff(&[("k", m("b", 1))], &[]),
+            diff(&[], &[("k", m("b", 1))]),
+        ];
         let mut batch = DiffBatch::new("t");
         for d in diffs {
             batch.push(d);
