@@ -11,11 +11,21 @@ use fawkes::{Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload
 struct EchoChannel;
 
 impl Channel for EchoChannel {
-    async fn join(&mut self, _topic: &str, _params: Payload, _socket: &mut ChannelSocket) -> JoinResult {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        _params: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> JoinResult {
         JoinResult::Ok(Payload::empty())
     }
 
-    async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> HandleResult {
         if event == "shout" {
             socket.broadcast("shout", payload);
             HandleResult::Reply(Reply::ok_empty())
@@ -28,7 +38,10 @@ impl Channel for EchoChannel {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let endpoint = Endpoint::builder()
-        .socket("/socket", Socket::new().channel("echo:*", EchoChannel::default))
+        .socket(
+            "/socket",
+            Socket::new().channel("echo:*", EchoChannel::default),
+        )
         .build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:4001").await?;
     println!("listening on ws://127.0.0.1:4001/socket/websocket");

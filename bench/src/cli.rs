@@ -84,6 +84,10 @@ pub(crate) struct IdleArgs {
     /// Every connection joins exactly --topic.
     #[arg(long)]
     pub(crate) same_topic: bool,
+    /// Only connect (no join): separates the cost of a connection from the
+    /// cost of a joined channel.
+    #[arg(long)]
+    pub(crate) no_join: bool,
     /// Seconds to hold the connections after they all joined.
     #[arg(long, default_value_t = 10)]
     pub(crate) hold: u64,
@@ -153,7 +157,7 @@ pub(crate) struct FanoutArgs {
     pub(crate) via_http: bool,
     /// With `--rate max`: broadcasts in flight (not yet received by every
     /// subscriber).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 16)]
     pub(crate) window: u64,
     /// Seconds to wait for the last deliveries after publishing stops.
     #[arg(long, default_value_t = 10)]

@@ -12,6 +12,8 @@ use std::io;
 pub(crate) struct Sample {
     /// User plus system CPU time so far, in seconds.
     pub(crate) cpu_s: f64,
+    /// System (kernel) CPU time so far, in seconds.
+    pub(crate) sys_s: f64,
     /// Resident set size, in KiB.
     pub(crate) rss_kib: u64,
 }
@@ -21,6 +23,8 @@ pub(crate) struct Sample {
 pub(crate) struct Usage {
     /// CPU seconds spent between the two samples.
     pub(crate) cpu_s: f64,
+    /// Of which in the kernel (system time).
+    pub(crate) sys_s: f64,
     /// Resident set size at the first sample, in KiB.
     pub(crate) rss_before_kib: u64,
     /// Resident set size at the second sample, in KiB.
@@ -32,6 +36,7 @@ impl Usage {
     pub(crate) fn between(before: Sample, after: Sample) -> Usage {
         Usage {
             cpu_s: (after.cpu_s - before.cpu_s).max(0.0),
+            sys_s: (after.sys_s - before.sys_s).max(0.0),
             rss_before_kib: before.rss_kib,
             rss_after_kib: after.rss_kib,
         }
@@ -70,10 +75,12 @@ impl ProcWatch {
     pub(crate) fn sample(&self) -> io::Result<Sample> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))?;
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
-        let ticks = parse_stat_cpu_ticks(&stat).ok_or_else(|| invalid("/proc/PID/stat"))?;
+        let (utime, stime) =
+            parse_stat_cpu_ticks(&stat).ok_or_else(|| invalid("/proc/PID/stat"))?;
         let rss_kib = parse_status_rss_kib(&status).ok_or_else(|| invalid("/proc/PID/status"))?;
         Ok(Sample {
-            cpu_s: ticks as f64 / self.ticks_per_s,
+            cpu_s: (utime + stime) as f64 / self.ticks_per_s,
+            sys_s: stime as f64 / self.ticks_per_s,
             rss_kib,
         })
     }
@@ -107,18 +114,19 @@ pub(crate) fn clock_ticks_per_second() -> f64 {
     }
 }
 
-/// `utime + stime` (fields 14 and 15) from the text of `/proc/PID/stat`.
+/// `(utime, stime)` (fields 14 and 15, in clock ticks) from the text of
+/// `/proc/PID/stat`.
 ///
 /// The command name (field 2) is in parentheses and may itself contain
 /// spaces and parentheses, so fields are counted after the last `)`.
-pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn parse_stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // After the name come field 3 (state) onwards: utime is field 14, the
     // 12th field after the name.
     let mut fields = after_comm.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// `VmRSS` in KiB from the text of `/proc/PID/status`.
@@ -171,7 +179,7 @@ mod tests {
         // Fields: pid (comm) state ppid pgrp session tty tpgid flags minflt
         // cminflt majflt cmajflt utime stime ...
         let stat = "4242 (my (odd) server) S 1 4242 4242 0 -1 4194560 1500 0 3 0 250 75 0 0 20 0 9 0 1234 56789 1024";
-        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_cpu_ticks(stat), Some((250, 75)));
         assert_eq!(parse_stat_cpu_ticks("garbage"), None);
         assert_eq!(parse_stat_cpu_ticks("1 (x) S 1 2"), None);
     }

@@ -53,6 +53,7 @@ impl Report {
             return self;
         };
         self.add_f(&format!("{prefix}_cpu_s"), usage.cpu_s, 2);
+        self.add_f(&format!("{prefix}_sys_s"), usage.sys_s, 2);
         if wall_s > 0.0 {
             self.add_f(
                 &format!("{prefix}_cpu_pct"),

@@ -65,6 +65,12 @@ impl ServerFrame {
                         body.insert("status".to_owned(), Value::String(r.status));
                         Payload::Json(Value::Object(body))
                     }
+                    Payload::RawJson(text) => {
+                        let status = serde_json::to_string(&r.status).unwrap_or_default();
+                        Payload::RawJson(
+                            format!("{{\"response\":{text},\"status\":{status}}}").into(),
+                        )
+                    }
                     binary @ Payload::Binary(_) => binary,
                 };
                 Message {
@@ -94,15 +100,16 @@ impl ServerFrame {
 pub fn encode_client_push(msg: &Message) -> Result<Frame, EncodeError> {
     let join_ref = msg.join_ref.as_deref();
     let ref_ = msg.ref_.as_deref();
-    match &msg.payload {
-        Payload::Json(payload) => {
+    match (msg.payload.json_ref(), &msg.payload) {
+        (Some(payload), _) => {
             v2_json::encode(join_ref, ref_, &msg.topic, &msg.event, Body::Value(payload))
                 .map(Frame::Text)
         }
-        Payload::Binary(payload) => {
+        (None, Payload::Binary(payload)) => {
             v2_binary::encode_client_push(join_ref, ref_, &msg.topic, &msg.event, payload)
                 .map(Frame::Binary)
         }
+        (None, _) => Err(EncodeError::BinaryNotSupported),
     }
 }
 

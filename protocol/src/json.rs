@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use crate::error::{DecodeError, EncodeError};
+use crate::message::JsonRef;
 
 /// Room reserved for the payload when sizing an output buffer; a typical
 /// small payload then fits without reallocating.
@@ -22,13 +23,13 @@ const ENVELOPE_OVERHEAD: usize = 64;
 #[derive(Clone, Copy)]
 pub(crate) enum Body<'a> {
     /// A payload written as is.
-    Value(&'a Value),
+    Value(JsonRef<'a>),
     /// A reply body, written as `{"response":..,"status":..}`.
     Reply {
         /// Reply status.
         status: &'a str,
         /// Reply response.
-        response: &'a Value,
+        response: JsonRef<'a>,
     },
 }
 
@@ -67,15 +68,22 @@ impl JsonWriter {
         }
     }
 
-    /// Append an arbitrary JSON value in compact form.
-    pub(crate) fn value(&mut self, value: &Value) -> Result<(), EncodeError> {
-        serde_json::to_writer(&mut self.buf, value)?;
+    /// Append a JSON value in compact form, or pre-encoded JSON as is.
+    pub(crate) fn value(&mut self, value: JsonRef<'_>) -> Result<(), EncodeError> {
+        match value {
+            JsonRef::Value(value) => serde_json::to_writer(&mut self.buf, value)?,
+            JsonRef::Raw(text) => self.buf.extend_from_slice(text.as_bytes()),
+        }
         Ok(())
     }
 
     /// Append the reply body `{"response":<response>,"status":<status>}`
     /// (keys in the order Phoenix emits them).
-    pub(crate) fn reply_body(&mut self, status: &str, response: &Value) -> Result<(), EncodeError> {
+    pub(crate) fn reply_body(
+        &mut self,
+        status: &str,
+        response: JsonRef<'_>,
+    ) -> Result<(), EncodeError> {
         self.raw("{\"response\":");
         self.value(response)?;
         self.raw(",\"status\":");
@@ -137,6 +145,7 @@ pub(crate) fn take_opt_string(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::JsonRef;
     use serde_json::json;
 
     #[test]
@@ -149,19 +158,21 @@ mod tests {
         w.raw(",");
         w.opt_string(Some("x")).unwrap();
         w.raw(",");
-        w.value(&json!({"k": [1, null]})).unwrap();
+        w.value(JsonRef::Value(&json!({"k": [1, null]}))).unwrap();
         w.raw(",");
         w.body(Body::Reply {
             status: "ok",
-            response: &json!({}),
+            response: JsonRef::Value(&json!({})),
         })
         .unwrap();
         w.raw(",");
-        w.body(Body::Value(&json!(2))).unwrap();
+        w.body(Body::Value(JsonRef::Value(&json!(2)))).unwrap();
+        w.raw(",");
+        w.value(JsonRef::Raw("{\"pre\":true}")).unwrap();
         w.raw("]");
         assert_eq!(
             w.finish().unwrap(),
-            r#"["a\"b\\c\n\u0001é",null,"x",{"k":[1,null]},{"response":{},"status":"ok"},2]"#
+            r#"["a\"b\\c\n\u0001é",null,"x",{"k":[1,null]},{"response":{},"status":"ok"},2,{"pre":true}]"#
         );
     }
 

@@ -4,6 +4,8 @@
 //! These types are independent of any serializer: the same [`Message`] can be
 //! written as a V1 object, a V2 array or a V2 binary frame.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -16,6 +18,20 @@ pub enum Payload {
     Json(Value),
     /// Opaque bytes carried by a binary frame.
     Binary(Bytes),
+    /// JSON that is already encoded, written into frames as is. The text
+    /// must be valid JSON (the codec does not check it); this lets a server
+    /// encode a large payload once and share it, e.g. a presence list.
+    RawJson(Arc<str>),
+}
+
+/// A JSON payload as the text encoders see it: a value to serialize, or
+/// text that is already JSON.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum JsonRef<'a> {
+    /// Serialize this value.
+    Value(&'a Value),
+    /// Write this text verbatim.
+    Raw(&'a str),
 }
 
 impl Payload {
@@ -29,19 +45,28 @@ impl Payload {
         matches!(self, Payload::Binary(_))
     }
 
-    /// The JSON value, if this is a JSON payload.
+    /// The JSON value, if this is a (not pre-encoded) JSON payload.
     pub fn as_json(&self) -> Option<&Value> {
         match self {
             Payload::Json(value) => Some(value),
-            Payload::Binary(_) => None,
+            Payload::Binary(_) | Payload::RawJson(_) => None,
         }
     }
 
     /// The raw bytes, if this is a binary payload.
     pub fn as_binary(&self) -> Option<&Bytes> {
         match self {
-            Payload::Json(_) => None,
             Payload::Binary(bytes) => Some(bytes),
+            Payload::Json(_) | Payload::RawJson(_) => None,
+        }
+    }
+
+    /// The payload as JSON for a text encoder; `None` for binary.
+    pub(crate) fn json_ref(&self) -> Option<JsonRef<'_>> {
+        match self {
+            Payload::Json(value) => Some(JsonRef::Value(value)),
+            Payload::RawJson(text) => Some(JsonRef::Raw(text)),
+            Payload::Binary(_) => None,
         }
     }
 }

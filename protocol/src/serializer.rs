@@ -90,18 +90,18 @@ impl Serializer {
     pub fn encode_message(&self, msg: &Message) -> Result<Frame, EncodeError> {
         let join_ref = msg.join_ref.as_deref();
         let ref_ = msg.ref_.as_deref();
-        match (self, &msg.payload) {
-            (Serializer::V1, Payload::Json(payload)) => {
+        match (self, msg.payload.json_ref(), &msg.payload) {
+            (Serializer::V1, Some(payload), _) => {
                 v1::encode(ref_, &msg.topic, &msg.event, Body::Value(payload)).map(Frame::Text)
             }
-            (Serializer::V2, Payload::Json(payload)) => {
+            (Serializer::V2, Some(payload), _) => {
                 v2_json::encode(join_ref, ref_, &msg.topic, &msg.event, Body::Value(payload))
                     .map(Frame::Text)
             }
-            (Serializer::V2, Payload::Binary(payload)) => {
+            (Serializer::V2, None, Payload::Binary(payload)) => {
                 v2_binary::encode_push(join_ref, &msg.topic, &msg.event, payload).map(Frame::Binary)
             }
-            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+            (_, None, _) => Err(EncodeError::BinaryNotSupported),
         }
     }
 
@@ -112,8 +112,8 @@ impl Serializer {
     pub fn encode_reply(&self, reply: &Reply) -> Result<Frame, EncodeError> {
         let join_ref = reply.join_ref.as_deref();
         let ref_ = reply.ref_.as_deref();
-        match (self, &reply.response) {
-            (Serializer::V1, Payload::Json(response)) => v1::encode(
+        match (self, reply.response.json_ref(), &reply.response) {
+            (Serializer::V1, Some(response), _) => v1::encode(
                 ref_,
                 &reply.topic,
                 "phx_reply",
@@ -123,15 +123,15 @@ impl Serializer {
                 },
             )
             .map(Frame::Text),
-            (Serializer::V2, Payload::Json(response)) => {
+            (Serializer::V2, Some(response), _) => {
                 v2_json::encode_reply(join_ref, ref_, &reply.topic, &reply.status, response)
                     .map(Frame::Text)
             }
-            (Serializer::V2, Payload::Binary(response)) => {
+            (Serializer::V2, None, Payload::Binary(response)) => {
                 v2_binary::encode_reply(join_ref, ref_, &reply.topic, &reply.status, response)
                     .map(Frame::Binary)
             }
-            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+            (_, None, _) => Err(EncodeError::BinaryNotSupported),
         }
     }
 
@@ -140,18 +140,18 @@ impl Serializer {
     /// V2 JSON gives `[null, null, topic, event, payload]`, V2 binary a kind 2
     /// frame, V1 `{"event","payload","ref":null,"topic"}`.
     pub fn encode_broadcast(&self, b: &Broadcast) -> Result<Frame, EncodeError> {
-        match (self, &b.payload) {
-            (Serializer::V1, Payload::Json(payload)) => {
+        match (self, b.payload.json_ref(), &b.payload) {
+            (Serializer::V1, Some(payload), _) => {
                 v1::encode(None, &b.topic, &b.event, Body::Value(payload)).map(Frame::Text)
             }
-            (Serializer::V2, Payload::Json(payload)) => {
+            (Serializer::V2, Some(payload), _) => {
                 v2_json::encode(None, None, &b.topic, &b.event, Body::Value(payload))
                     .map(Frame::Text)
             }
-            (Serializer::V2, Payload::Binary(payload)) => {
+            (Serializer::V2, None, Payload::Binary(payload)) => {
                 v2_binary::encode_broadcast(&b.topic, &b.event, payload).map(Frame::Binary)
             }
-            (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryNotSupported),
+            (_, None, _) => Err(EncodeError::BinaryNotSupported),
         }
     }
 }

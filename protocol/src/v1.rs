@@ -58,6 +58,7 @@ pub(crate) fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::JsonRef;
     use serde_json::json;
 
     #[test]
@@ -158,7 +159,7 @@ mod tests {
                 "phx_reply",
                 Body::Reply {
                     status: "ok",
-                    response: &json!({"topic":"room:lobby","user_id":"alice"})
+                    response: JsonRef::Value(&json!({"topic":"room:lobby","user_id":"alice"}))
                 }
             )
             .unwrap(),
@@ -170,13 +171,19 @@ mod tests {
                 None,
                 "room:lobby",
                 "welcome",
-                Body::Value(&json!({"topic":"room:lobby"}))
+                Body::Value(JsonRef::Value(&json!({"topic":"room:lobby"})))
             )
             .unwrap(),
             r#"{"event":"welcome","payload":{"topic":"room:lobby"},"ref":null,"topic":"room:lobby"}"#
         );
         assert_eq!(
-            encode(None, "room:lobby", "news", Body::Value(&json!({"n":1}))).unwrap(),
+            encode(
+                None,
+                "room:lobby",
+                "news",
+                Body::Value(JsonRef::Value(&json!({"n":1})))
+            )
+            .unwrap(),
             r#"{"event":"news","payload":{"n":1},"ref":null,"topic":"room:lobby"}"#
         );
         // heartbeat_v1.json
@@ -187,7 +194,7 @@ mod tests {
                 "phx_reply",
                 Body::Reply {
                     status: "ok",
-                    response: &json!({})
+                    response: JsonRef::Value(&json!({}))
                 }
             )
             .unwrap(),

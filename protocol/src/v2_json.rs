@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{DecodeError, EncodeError};
 use crate::json::{self, Body, JsonWriter};
+use crate::message::JsonRef;
 use crate::message::{Message, Payload};
 
 /// Decode one V2 text frame.
@@ -70,7 +71,7 @@ pub(crate) fn encode_reply(
     ref_: Option<&str>,
     topic: &str,
     status: &str,
-    response: &Value,
+    response: JsonRef<'_>,
 ) -> Result<String, EncodeError> {
     encode(
         join_ref,
@@ -84,6 +85,7 @@ pub(crate) fn encode_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::JsonRef;
     use serde_json::json;
 
     fn msg(jr: Option<&str>, r: Option<&str>, topic: &str, event: &str, p: Value) -> Message {
@@ -187,7 +189,7 @@ mod tests {
                 None,
                 "room:lobby",
                 "welcome",
-                Body::Value(&json!({"topic":"room:lobby"}))
+                Body::Value(JsonRef::Value(&json!({"topic":"room:lobby"})))
             )
             .unwrap(),
             r#"["1",null,"room:lobby","welcome",{"topic":"room:lobby"}]"#
@@ -199,7 +201,7 @@ mod tests {
                 None,
                 "room:lobby",
                 "broadcast",
-                Body::Value(&json!({"msg":"hi all"}))
+                Body::Value(JsonRef::Value(&json!({"msg":"hi all"})))
             )
             .unwrap(),
             r#"[null,null,"room:lobby","broadcast",{"msg":"hi all"}]"#
@@ -211,7 +213,7 @@ mod tests {
                 Some("1"),
                 "room:lobby",
                 "ok",
-                &json!({"topic":"room:lobby","user_id":"anon"})
+                JsonRef::Value(&json!({"topic":"room:lobby","user_id":"anon"}))
             )
             .unwrap(),
             r#"["1","1","room:lobby","phx_reply",{"response":{"topic":"room:lobby","user_id":"anon"},"status":"ok"}]"#
@@ -223,7 +225,7 @@ mod tests {
                 Some("3"),
                 "room:lobby",
                 "error",
-                &json!({"reason":"unmatched topic"})
+                JsonRef::Value(&json!({"reason":"unmatched topic"}))
             )
             .unwrap(),
             r#"[null,"3","room:lobby","phx_reply",{"response":{"reason":"unmatched topic"},"status":"error"}]"#
@@ -235,7 +237,7 @@ mod tests {
                 Some("1"),
                 "room:lobby",
                 "phx_error",
-                Body::Value(&json!({"reason":"channel_crash"}))
+                Body::Value(JsonRef::Value(&json!({"reason":"channel_crash"})))
             )
             .unwrap(),
             r#"["1","1","room:lobby","phx_error",{"reason":"channel_crash"}]"#

@@ -6,19 +6,24 @@ use tokio::sync::mpsc;
 use super::Info;
 use crate::session::SessionControl;
 
-/// A message for a channel task.
+/// An event pushed by the client.
+#[derive(Debug)]
+pub(crate) struct Incoming {
+    pub(crate) event: String,
+    pub(crate) payload: Payload,
+    pub(crate) ref_: Option<String>,
+}
+
+/// A message for a channel task. Large variants are boxed: the mailbox
+/// preallocates slots, and most channels sit idle.
 #[derive(Debug)]
 pub(crate) enum ChannelMsg {
     /// An event pushed by the client.
-    In {
-        event: String,
-        payload: Payload,
-        ref_: Option<String>,
-    },
+    In(Box<Incoming>),
     /// The client left (`phx_leave`) with this ref.
     Leave { ref_: Option<String> },
     /// An intercepted broadcast.
-    Out(Broadcast),
+    Out(Box<Broadcast>),
     /// A `handle_info` message.
     Info(Info),
 }
@@ -32,8 +37,9 @@ impl Mailbox {
     /// mailbox means the client's channel cannot keep up, so its session is
     /// closed as a slow client.
     pub(crate) fn intercepted(&self, broadcast: &Broadcast, control: &SessionControl) {
-        if let Err(mpsc::error::TrySendError::Full(_)) =
-            self.0.try_send(ChannelMsg::Out(broadcast.clone()))
+        if let Err(mpsc::error::TrySendError::Full(_)) = self
+            .0
+            .try_send(ChannelMsg::Out(Box::new(broadcast.clone())))
         {
             control.overflowed();
         }

@@ -14,7 +14,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use info::Info;
-pub(crate) use mailbox::{ChannelMsg, Mailbox};
+pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;
 pub use socket::{ChannelSocket, InfoError, InfoSender, PushError};

@@ -201,11 +201,12 @@ impl<C: Channel> Run<C> {
 
     async fn handle(&mut self, msg: ChannelMsg) -> Step {
         match msg {
-            ChannelMsg::In {
-                event,
-                payload,
-                ref_,
-            } => {
+            ChannelMsg::In(incoming) => {
+                let super::Incoming {
+                    event,
+                    payload,
+                    ref_,
+                } = *incoming;
                 self.socket.current_ref = ref_;
                 let result = self
                     .channel

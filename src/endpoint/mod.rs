@@ -206,3 +206,20 @@ impl Endpoint {
         Ok(())
     }
 }
+
+/// How many connections may wait to be accepted; the OS default (128) drops
+/// connection bursts.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a listener on `addr` with a backlog of [`LISTEN_BACKLOG`] and
+/// `SO_REUSEADDR`, ready for [`Endpoint::serve`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}

@@ -60,9 +60,17 @@ fn broadcast(pubsub: &PubSub, diff: Diff) {
     if diff.is_empty() {
         return;
     }
-    let payload = serde_json::json!({
-        "joins": diff.joins.to_json(),
-        "leaves": diff.leaves.to_json(),
-    });
-    pubsub.broadcast(&diff.topic, DIFF_EVENT, Payload::Json(payload));
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        joins: &'a super::tracker::PresenceList,
+        leaves: &'a super::tracker::PresenceList,
+    }
+    let body = Body {
+        joins: &diff.joins,
+        leaves: &diff.leaves,
+    };
+    match serde_json::to_string(&body) {
+        Ok(text) => pubsub.broadcast(&diff.topic, DIFF_EVENT, Payload::RawJson(text.into())),
+        Err(error) => tracing::error!(%error, "presence diff not encodable"),
+    }
 }

@@ -4,6 +4,7 @@
 
 mod batch;
 mod channel;
+mod list_cache;
 mod phx_ref;
 pub mod tracker;
 
@@ -35,8 +36,14 @@ pub struct Presence {
     inner: Arc<Inner>,
 }
 
+/// The tracker and the encoded lists derived from it, changed together.
+struct State {
+    tracker: Tracker,
+    lists: list_cache::ListCache,
+}
+
 struct Inner {
-    tracker: Mutex<Tracker>,
+    state: Mutex<State>,
     replica: ReplicaId,
     refs: RefGenerator,
     pubsub: PubSub,
@@ -59,7 +66,10 @@ impl Presence {
         let replica = ReplicaId::new("fawkes", incarnation);
         Self {
             inner: Arc::new(Inner {
-                tracker: Mutex::new(Tracker::new(replica.clone())),
+                state: Mutex::new(State {
+                    tracker: Tracker::new(replica.clone()),
+                    lists: list_cache::ListCache::default(),
+                }),
                 refs: RefGenerator::new((incarnation & 0xffff) as u16),
                 replica,
                 pubsub: pubsub.clone(),
@@ -72,8 +82,8 @@ impl Presence {
         OwnerId::new(self.inner.replica.clone(), owner)
     }
 
-    fn tracker(&self) -> MutexGuard<'_, Tracker> {
-        self.inner.tracker.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Track `key` on `topic` for `owner` with `meta`; returns the new
@@ -114,9 +124,11 @@ impl Presence {
         to: &Publish<'_>,
     ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
-        let mut tracker = self.tracker();
-        let diff = tracker.track(self.owner(owner), topic, key, meta, phx_ref.clone())?;
-        self.publish(vec![diff], to);
+        let mut state = self.state();
+        let diff = state
+            .tracker
+            .track(self.owner(owner), topic, key, meta, phx_ref.clone())?;
+        self.changed(&mut state, vec![diff], to);
         Ok(phx_ref)
     }
 
@@ -129,39 +141,52 @@ impl Presence {
         to: &Publish<'_>,
     ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
-        let mut tracker = self.tracker();
-        let diff = tracker.update(self.owner(owner), topic, key, meta, phx_ref.clone())?;
-        self.publish(vec![diff], to);
+        let mut state = self.state();
+        let diff = state
+            .tracker
+            .update(self.owner(owner), topic, key, meta, phx_ref.clone())?;
+        self.changed(&mut state, vec![diff], to);
         Ok(phx_ref)
     }
 
     pub(crate) fn untrack_to(&self, owner: u64, topic: &str, key: &str, to: &Publish<'_>) {
-        let mut tracker = self.tracker();
-        let diff = tracker.untrack(self.owner(owner), topic, key);
-        self.publish(vec![diff], to);
+        let mut state = self.state();
+        let diff = state.tracker.untrack(self.owner(owner), topic, key);
+        self.changed(&mut state, vec![diff], to);
     }
 
     /// Stop tracking everything `owner` tracks (its channel ended).
     pub(crate) fn untrack_owner(&self, owner: u64) {
-        let mut tracker = self.tracker();
-        let diffs = tracker.untrack_owner(self.owner(owner));
-        self.publish(diffs, &Publish::Now);
+        let mut state = self.state();
+        let diffs = state.tracker.untrack_owner(self.owner(owner));
+        self.changed(&mut state, diffs, &Publish::Now);
     }
 
     /// The current meta of `owner`'s `key` on `topic`.
     pub fn get(&self, owner: u64, topic: &str, key: &str) -> Option<Meta> {
-        self.tracker().get(self.owner(owner), topic, key).cloned()
+        self.state()
+            .tracker
+            .get(self.owner(owner), topic, key)
+            .cloned()
     }
 
     /// Everyone on `topic`: `{key: {"metas": [...]}}`, as `Presence.list`.
+    /// The list is encoded once per change of the topic and shared.
     pub fn list(&self, topic: &str) -> Payload {
-        Payload::Json(self.tracker().list(topic).to_json())
+        let mut state = self.state();
+        let State { tracker, lists } = &mut *state;
+        Payload::RawJson(lists.list(tracker, topic))
     }
 
-    /// Broadcast (or batch) diffs now, or hold them for a channel callback
-    /// to flush after its reply.
-    fn publish(&self, diffs: Vec<Diff>, to: &Publish<'_>) {
-        let diffs = diffs.into_iter().filter(|d| !d.is_empty());
+    /// Refresh cached lists for `diffs`, then broadcast (or batch) them now
+    /// or hold them for a channel callback to flush after its reply. Called
+    /// with the state locked, so diffs leave in the order changes happened.
+    fn changed(&self, state: &mut State, diffs: Vec<Diff>, to: &Publish<'_>) {
+        let diffs: Vec<Diff> = diffs.into_iter().filter(|d| !d.is_empty()).collect();
+        for diff in &diffs {
+            state.lists.changed(&state.tracker, diff);
+        }
+        let diffs = diffs.into_iter();
         match to {
             Publish::Now => {
                 diffs.for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff))

@@ -349,6 +349,27 @@ impl Tracker {
         PresenceList(list)
     }
 
+    /// The metas of one key on `topic`, in list order (empty if absent).
+    pub fn metas(&self, topic: &str, key: &str) -> Vec<&Meta> {
+        self.topics
+            .get(topic)
+            .and_then(|keys| keys.get(key))
+            .into_iter()
+            .flatten()
+            .filter_map(|((origin, _), counter)| self.entry(origin, *counter))
+            .map(|e| &e.meta)
+            .collect()
+    }
+
+    /// The keys present on `topic`, sorted.
+    pub fn keys(&self, topic: &str) -> Vec<&str> {
+        self.topics
+            .get(topic)
+            .into_iter()
+            .flat_map(|keys| keys.keys().map(String::as_str))
+            .collect()
+    }
+
     /// The meta `owner` tracks under `(topic, key)`, if any.
     pub fn get(&self, owner: OwnerId, topic: &str, key: &str) -> Option<&Meta> {
         let counter = self.lookup(&owner, topic, key)?;

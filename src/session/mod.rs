@@ -212,11 +212,11 @@ impl Session {
             entry.state = ChannelState::Leaving;
             crate::channel::ChannelMsg::Leave { ref_: msg.ref_ }
         } else {
-            crate::channel::ChannelMsg::In {
+            crate::channel::ChannelMsg::In(Box::new(crate::channel::Incoming {
                 event: msg.event,
                 payload: msg.payload,
                 ref_: msg.ref_,
-            }
+            }))
         };
         let mailbox = entry.mailbox.clone();
         // The channel may have just ended; its exit event is on the way.

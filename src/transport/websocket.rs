@@ -12,6 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::upgrade::Upgraded;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -27,6 +28,8 @@ use crate::socket::{ConnectInfo, Socket};
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 /// Frames written before one flush.
 const WRITE_BATCH: usize = 64;
+/// Initial read buffer per connection; it grows for larger frames.
+const READ_BUFFER: usize = 512;
 /// How long to wait for a close frame to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -76,7 +79,7 @@ pub(crate) async fn upgrade(
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
-                    .read_buffer_size(4096)
+                    .read_buffer_size(READ_BUFFER)
                     .write_buffer_size(16 * 1024)
                     .max_frame_size(Some(socket.options.max_frame_size))
                     .max_message_size(Some(socket.options.max_frame_size));
@@ -172,14 +175,22 @@ enum End {
     Protocol(tungstenite::Error),
 }
 
+/// The writing half of a websocket.
+type Sink = futures_util::stream::SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
+
 /// Move frames between the websocket and the session until one side ends.
+/// Reading happens here; writing in a task of its own, so a burst of
+/// outbound frames never re-polls the reader.
 async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idle: Duration) {
     let SessionHandle {
         inbound,
-        mut outbound,
+        outbound,
         mut done,
     } = session;
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    let (close_tx, close_rx) = oneshot::channel();
+    let mut writer = tokio::spawn(write(sink, outbound, close_rx));
+    let mut writer_done = false;
 
     let end = {
         let reader = async {
@@ -203,28 +214,13 @@ async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idl
                 }
             }
         };
-        let writer = async {
-            while let Some(frame) = outbound.recv().await {
-                sink.feed(to_message(frame)).await?;
-                for _ in 1..WRITE_BATCH {
-                    match outbound.try_recv() {
-                        Ok(frame) => sink.feed(to_message(frame)).await?,
-                        Err(_) => break,
-                    }
-                }
-                sink.flush().await?;
-            }
-            Ok::<(), tungstenite::Error>(())
-        };
-
         tokio::select! {
             reason = &mut done => End::Session(reason.unwrap_or(DisconnectReason::ServerShutdown)),
             end = reader => end,
-            written = writer => match written {
-                // Every sender is gone: the session ended; `done` says why.
-                Ok(()) => End::Session((&mut done).await.unwrap_or(DisconnectReason::ServerShutdown)),
-                Err(_) => End::ClientGone,
-            },
+            _ = &mut writer => {
+                writer_done = true;
+                End::ClientGone
+            }
         }
     };
     drop(inbound);
@@ -244,6 +240,39 @@ async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idl
         }
         End::ClientGone => None,
     };
+    if !writer_done {
+        let _ = close_tx.send(code);
+        // A client that does not read cannot hold the task: give up after a while.
+        if tokio::time::timeout(2 * CLOSE_TIMEOUT, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+    }
+}
+
+/// Write queued frames in batches, one flush per batch; on the close
+/// signal, send the close frame (if any) and close the socket.
+async fn write(
+    mut sink: Sink,
+    mut outbound: mpsc::Receiver<WireFrame>,
+    mut close: oneshot::Receiver<Option<u16>>,
+) {
+    let code = loop {
+        let frame = tokio::select! {
+            biased;
+            code = &mut close => break code.ok().flatten(),
+            frame = outbound.recv() => frame,
+        };
+        let Some(frame) = frame else {
+            // The session is gone: wait for the close code.
+            break (&mut close).await.ok().flatten();
+        };
+        if write_batch(&mut sink, &mut outbound, frame).await.is_err() {
+            return;
+        }
+    };
     if let Some(code) = code {
         let frame = CloseFrame {
             code: CloseCode::from(code),
@@ -252,6 +281,21 @@ async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idl
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
     }
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+}
+
+async fn write_batch(
+    sink: &mut Sink,
+    outbound: &mut mpsc::Receiver<WireFrame>,
+    first: WireFrame,
+) -> Result<(), tungstenite::Error> {
+    sink.feed(to_message(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match outbound.try_recv() {
+            Ok(frame) => sink.feed(to_message(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    sink.flush().await
 }
 
 fn to_message(frame: WireFrame) -> Message {

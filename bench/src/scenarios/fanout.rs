@@ -288,6 +288,7 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
     }
     if let Some(client) = client {
         report.add_f("client_cpu_s", client.cpu_s, 2);
+        report.add_f("client_sys_s", client.sys_s, 2);
         report.add_f("client_cpu_pct", 100.0 * client.cpu_s / wall_s.max(1e-9), 1);
     }
     env.add_server_files(&mut report);

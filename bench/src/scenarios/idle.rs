@@ -54,6 +54,7 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
         let errors = Arc::clone(&errors);
         let permits = Arc::clone(&permits);
         let mut stop = stop_rx.clone();
+        let no_join = args.no_join;
         let topic = if args.same_topic {
             args.topic.clone()
         } else {
@@ -63,15 +64,19 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
             let Ok(permit) = permits.acquire_owned().await else {
                 return;
             };
-            let mut ws =
-                match conn::connect_and_join(&connector, index, "", &topic, json!({})).await {
-                    Ok(ws) => ws,
-                    Err(e) => {
-                        errors.add(e);
-                        counters.failed.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                };
+            let opened = if no_join {
+                connector.connect(index, "").await
+            } else {
+                conn::connect_and_join(&connector, index, "", &topic, json!({})).await
+            };
+            let mut ws = match opened {
+                Ok(ws) => ws,
+                Err(e) => {
+                    errors.add(e);
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            };
             drop(permit);
             counters.joined.fetch_add(1, Ordering::Relaxed);
             let ended = conn::hold(&mut ws, &mut stop, heartbeat, |_| {}).await;
@@ -100,6 +105,7 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
     let mut report = Report::new("idle");
     report
         .add("conns", total)
+        .add("join", !args.no_join)
         .add("joined", joined)
         .add("failed", counters.failed.load(Ordering::Relaxed))
         .add("dropped_while_idle", dropped)
@@ -128,7 +134,12 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
     if let Some(usage) = server_setup {
         report.add_f("server_cpu_setup_s", usage.cpu_s, 2);
         if usage.cpu_s > 0.0 {
-            report.add_f("joins_per_server_cpu_s", joined as f64 / usage.cpu_s, 0);
+            let key = if args.no_join {
+                "connects_per_server_cpu_s"
+            } else {
+                "joins_per_server_cpu_s"
+            };
+            report.add_f(key, joined as f64 / usage.cpu_s, 0);
         }
     }
     if let (Some(start), Some(after)) = (client_start, client_joined) {

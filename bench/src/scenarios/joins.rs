@@ -165,6 +165,7 @@ pub(crate) async fn run(env: &Env, args: &JoinsArgs) -> Report {
     }
     if let Some(usage) = server_joins {
         report.add_f("server_cpu_join_s", usage.cpu_s, 2);
+        report.add_f("server_sys_join_s", usage.sys_s, 2);
         if usage.cpu_s > 0.0 {
             report.add_f("joins_per_server_cpu_s", joined as f64 / usage.cpu_s, 0);
         }

@@ -75,7 +75,7 @@ pub fn endpoint() -> Endpoint {
 
 /// Serve the conformance app on `addr` until Ctrl-C.
 pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = fawkes::endpoint::bind(addr)?;
     tracing::info!(addr = %listener.local_addr()?, "conformance app listening");
     endpoint()
         .serve(listener, async {

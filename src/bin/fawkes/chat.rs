@@ -20,7 +20,7 @@ use crate::static_files::StaticFiles;
 /// Build the endpoint from `config` and serve until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(config: Config) -> std::io::Result<()> {
     let addr = SocketAddr::new(config.server.bind, config.server.port);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = fawkes::endpoint::bind(addr)?;
     let endpoint = endpoint(&config);
     tracing::info!("fawkes listening on http://{}", listener.local_addr()?);
     endpoint.serve(listener, shutdown_signal()).await
