@@ -107,6 +107,10 @@ mod tests {
         }
     }
 
+    type Step = Box<
+        dyn Fn(&mut Tracker, &mut dyn FnMut() -> String) -> Vec<crate::presence::tracker::Diff>,
+    >;
+
     fn check(cache: &mut ListCache, tracker: &Tracker, topic: &str) {
         let cached: Value = serde_json::from_str(&cache.list(tracker, topic)).expect("valid json");
         assert_eq!(cached, tracker.list(topic).to_json());
@@ -124,14 +128,7 @@ mod tests {
             n += 1;
             format!("ref{n}")
         };
-        let steps: Vec<
-            Box<
-                dyn Fn(
-                    &mut Tracker,
-                    &mut dyn FnMut() -> String,
-                ) -> Vec<crate::presence::tracker::Diff>,
-            >,
-        > = vec![
+        let steps: Vec<Step> = vec![
             Box::new(|t, r| {
                 vec![t
                     .track(owner(1), "t", "alice", meta(1), r())
