@@ -128,7 +128,7 @@ mod tests {
             n += 1;
             format!("ref{n}")
         };
-        let steps: Vec<Step> = vec![
+        let steps: Vec<Step<'_>> = vec![
             Box::new(|t, r| {
                 vec![t
                     .track(owner(1), "t", "alice", meta(1), r())
