@@ -107,8 +107,9 @@ mod tests {
         }
     }
 
-    type Step = Box<
-        dyn Fn(&mut Tracker, &mut dyn FnMut() -> String) -> Vec<crate::presence::tracker::Diff>,
+    type Step<'a> = Box<
+        dyn Fn(&mut Tracker, &mut dyn FnMut() -> String) -> Vec<crate::presence::tracker::Diff>
+            + 'a,
     >;
 
     fn check(cache: &mut ListCache, tracker: &Tracker, topic: &str) {
