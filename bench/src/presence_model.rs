@@ -6,12 +6,16 @@
 //! Only the `phx_ref` of each meta is kept: that is all the sync algorithm
 //! looks at, and the benchmark only counts keys.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+#[cfg(test)]
 use serde_json::Value;
 
 /// One key's presences as `(key, phx_refs)` pairs, in payload order.
-type Presences = Vec<(String, Vec<String>)>;
+pub(crate) type Presences = Vec<(String, Vec<String>)>;
 
 /// The presence list of one client.
 #[derive(Debug, Default)]
@@ -40,11 +44,18 @@ impl PresenceList {
 
     /// Apply a `presence_state` payload (phoenix.js `syncState`), then any
     /// diffs that arrived before it.
+    #[cfg(test)]
     pub(crate) fn apply_state(&mut self, new_state: &Value) {
-        let new_state = presences(Some(new_state));
+        self.apply_state_list(presences(Some(new_state)));
+    }
+
+    /// Apply a parsed `presence_state` (phoenix.js `syncState`), then any
+    /// diffs that arrived before it.
+    pub(crate) fn apply_state_list(&mut self, new_state: Presences) {
         let mut joins = Presences::new();
         let mut leaves = Presences::new();
-        let mut listed: HashMap<&str, &[String]> = HashMap::with_capacity(new_state.len());
+        let mut listed: HashMap<&str, &[String]> =
+            HashMap::with_capacity_and_hasher(new_state.len(), Default::default());
         for (key, refs) in &new_state {
             listed.insert(key, refs);
         }
@@ -85,9 +96,14 @@ impl PresenceList {
 
     /// Apply a `presence_diff` payload (phoenix.js `syncDiff`), or keep it
     /// for later when no state has arrived yet.
+    #[cfg(test)]
     pub(crate) fn apply_diff(&mut self, diff: &Value) {
-        let joins = presences(diff.get("joins"));
-        let leaves = presences(diff.get("leaves"));
+        self.apply_diff_lists(presences(diff.get("joins")), presences(diff.get("leaves")));
+    }
+
+    /// Apply a parsed `presence_diff` (phoenix.js `syncDiff`), or keep it
+    /// for later when no state has arrived yet.
+    pub(crate) fn apply_diff_lists(&mut self, joins: Presences, leaves: Presences) {
         if self.synced {
             self.sync_diff(joins, leaves);
         } else {
@@ -123,7 +139,81 @@ impl PresenceList {
     }
 }
 
+/// One meta as the sync algorithm sees it: only its `phx_ref`.
+#[derive(Deserialize)]
+struct WireMeta<'a> {
+    #[serde(borrow, default)]
+    phx_ref: Option<Cow<'a, str>>,
+}
+
+/// `{"metas": [...]}` of one key (other fields ignored).
+#[derive(Deserialize)]
+struct WireMetas<'a> {
+    #[serde(borrow, default)]
+    metas: Vec<WireMeta<'a>>,
+}
+
+/// `{key: {"metas": [...]}, ..}`.
+type WireList<'a> = HashMap<Cow<'a, str>, WireMetas<'a>>;
+
+/// `{"joins": .., "leaves": ..}`.
+#[derive(Deserialize)]
+struct WireDiff<'a> {
+    #[serde(borrow, default)]
+    joins: WireList<'a>,
+    #[serde(borrow, default)]
+    leaves: WireList<'a>,
+}
+
+fn owned(list: WireList<'_>) -> Presences {
+    list.into_iter()
+        .map(|(key, metas)| {
+            let refs = metas
+                .metas
+                .into_iter()
+                .map(|m| m.phx_ref.map(Cow::into_owned).unwrap_or_default())
+                .collect();
+            (key.into_owned(), refs)
+        })
+        .collect()
+}
+
+/// A presence frame read from a V2 text frame.
+pub(crate) enum PresenceFrame {
+    /// A `presence_state` push.
+    State(Presences),
+    /// A `presence_diff` broadcast: joins and leaves.
+    Diff(Presences, Presences),
+}
+
+/// Parse a V2 text frame carrying `presence_state` or `presence_diff`,
+/// keeping only keys and `phx_ref`s (borrowed parsing: no JSON tree is
+/// built). `None` for other frames or undecodable ones.
+pub(crate) fn parse_frame(text: &str, is_state: bool) -> Option<PresenceFrame> {
+    if is_state {
+        let (_, _, _, event, list): (
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+            Cow<'_, str>,
+            WireList<'_>,
+        ) = serde_json::from_str(text).ok()?;
+        (event == "presence_state").then(|| PresenceFrame::State(owned(list)))
+    } else {
+        let (_, _, _, event, diff): (
+            IgnoredAny,
+            IgnoredAny,
+            IgnoredAny,
+            Cow<'_, str>,
+            WireDiff<'_>,
+        ) = serde_json::from_str(text).ok()?;
+        (event == "presence_diff")
+            .then(|| PresenceFrame::Diff(owned(diff.joins), owned(diff.leaves)))
+    }
+}
+
 /// `{key: {"metas": [{"phx_ref": ..}, ..]}, ..}` as (key, refs) pairs.
+#[cfg(test)]
 fn presences(value: Option<&Value>) -> Presences {
     let Some(Value::Object(map)) = value else {
         return Presences::new();
@@ -195,5 +285,29 @@ mod tests {
         assert_eq!(list.refs("u1"), Some(&["b".to_owned(), "x".to_owned()][..]));
         assert_eq!(list.refs("u2"), None);
         assert_eq!(list.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::{parse_frame, PresenceFrame, PresenceList};
+
+    #[test]
+    fn borrowed_parsing_feeds_the_same_sync() {
+        let state = r#"["1",null,"room:r","presence_state",{"a":{"metas":[{"online_at":1,"phx_ref":"r1"}]}}]"#;
+        let diff = r#"[null,null,"room:r","presence_diff",{"joins":{"b":{"metas":[{"phx_ref":"r2"}]}},"leaves":{"a":{"metas":[{"phx_ref":"r1"}]}}}]"#;
+        let mut list = PresenceList::new();
+        let Some(PresenceFrame::Diff(joins, leaves)) = parse_frame(diff, false) else {
+            panic!("diff")
+        };
+        list.apply_diff_lists(joins, leaves);
+        assert_eq!(list.len(), 0, "diffs wait for the state");
+        let Some(PresenceFrame::State(s)) = parse_frame(state, true) else {
+            panic!("state")
+        };
+        list.apply_state_list(s);
+        assert_eq!(list.len(), 1);
+        assert_eq!(list.refs("b"), Some(&["r2".to_owned()][..]));
+        assert!(parse_frame(r#"["1",null,"t","other",{}]"#, true).is_none());
     }
 }

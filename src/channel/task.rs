@@ -117,9 +117,12 @@ impl<C: Channel> Run<C> {
         go: oneshot::Receiver<()>,
     ) {
         let topic = self.socket.topic.clone();
-        let join = AssertUnwindSafe(self.channel.join(&topic, params, &mut self.socket))
-            .catch_unwind()
-            .await;
+        // Callbacks are boxed: an idle channel task then holds only its loop,
+        // not the largest callback future.
+        let join = Box::pin(
+            AssertUnwindSafe(self.channel.join(&topic, params, &mut self.socket)).catch_unwind(),
+        )
+        .await;
         match join {
             // A join that panics drops `joined`; the session reports "join crashed".
             Err(_) => {
@@ -135,7 +138,7 @@ impl<C: Channel> Run<C> {
                 }
                 self.socket.flush_presence();
                 let (reason, kind) = self.serve(&mut mailbox).await;
-                self.finish(reason, kind).await;
+                Box::pin(self.finish(reason, kind)).await;
             }
         }
     }
@@ -186,7 +189,7 @@ impl<C: Channel> Run<C> {
             let Some(msg) = msg else {
                 return (TerminateReason::Closed, ExitKind::Silent);
             };
-            let step = AssertUnwindSafe(self.handle(msg)).catch_unwind().await;
+            let step = Box::pin(AssertUnwindSafe(self.handle(msg)).catch_unwind()).await;
             self.socket.flush_presence();
             match step {
                 Ok(Step::Continue) => {}
@@ -276,8 +279,9 @@ impl<C: Channel> Run<C> {
                 kind,
             }));
         if reason != TerminateReason::Crashed {
-            let terminate =
-                AssertUnwindSafe(self.channel.terminate(&reason, &mut self.socket)).catch_unwind();
+            let terminate = Box::pin(
+                AssertUnwindSafe(self.channel.terminate(&reason, &mut self.socket)).catch_unwind(),
+            );
             if terminate.await.is_err() {
                 tracing::error!(topic = %self.socket.topic, "channel terminate crashed");
             }

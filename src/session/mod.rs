@@ -198,7 +198,8 @@ impl Session {
             return self.reply(None, msg.ref_, msg.topic, "ok", Payload::empty());
         }
         if msg.event == "phx_join" {
-            return self.join(msg).await;
+            // Boxed: the join path is the largest state of the session loop.
+            return Box::pin(self.join(msg)).await;
         }
         let Some(entry) = self.channels.get_mut(&msg.topic) else {
             return self.unjoined(msg);

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
 use fawkes_protocol::client::decode_server_text;
 use serde_json::json;
 use tokio::sync::{watch, Semaphore};
@@ -16,7 +17,7 @@ use super::{add_errors, wait_until, Env, Progress};
 use crate::cli::{PresenceArgs, UserParam};
 use crate::conn::{self, Ended, Errors};
 use crate::histogram::Histogram;
-use crate::presence_model::PresenceList;
+use crate::presence_model::{parse_frame, PresenceFrame, PresenceList};
 use crate::report::Report;
 
 const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -105,24 +106,19 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
                 if !is_state && !text.contains("\"presence_diff\"") {
                     return;
                 }
-                let Ok(frame) = decode_server_text(text) else {
+                let Some(frame) = parse_frame(text, is_state) else {
                     counters.undecodable.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
-                let message = frame.into_message();
-                let Some(payload) = message.payload.as_json() else {
-                    return;
-                };
-                match message.event.as_str() {
-                    "presence_state" => {
+                match frame {
+                    PresenceFrame::State(state) => {
                         counters.states.fetch_add(1, Ordering::Relaxed);
-                        list.apply_state(payload);
+                        list.apply_state_list(state);
                     }
-                    "presence_diff" => {
+                    PresenceFrame::Diff(joins, leaves) => {
                         counters.diffs.fetch_add(1, Ordering::Relaxed);
-                        list.apply_diff(payload);
+                        list.apply_diff_lists(joins, leaves);
                     }
-                    _ => return,
                 }
                 counters
                     .largest

@@ -74,7 +74,7 @@ pub(crate) struct PresenceConfig {
 impl Default for PresenceConfig {
     fn default() -> Self {
         Self {
-            batch_window_ms: 25,
+            batch_window_ms: 100,
         }
     }
 }
