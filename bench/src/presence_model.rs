@@ -4,7 +4,10 @@
 //! diffs that arrive before the first state wait until it comes.
 //!
 //! Only the `phx_ref` of each meta is kept: that is all the sync algorithm
-//! looks at, and the benchmark only counts keys.
+//! looks at, and the benchmark only counts keys. Keys and refs are kept as
+//! 64-bit hashes of their text ([`Id`]): identity is all the algorithm
+//! needs, and it spares a load generator millions of small allocations
+//! (a collision among a few million values is vanishingly unlikely).
 
 use rustc_hash::FxHashMap as HashMap;
 use std::borrow::Cow;
@@ -14,13 +17,24 @@ use serde::Deserialize;
 #[cfg(test)]
 use serde_json::Value;
 
+/// A key or a `phx_ref`, by the hash of its text.
+pub(crate) type Id = u64;
+
+/// The [`Id`] of a key or ref.
+pub(crate) fn id(text: &str) -> Id {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// One key's presences as `(key, phx_refs)` pairs, in payload order.
-pub(crate) type Presences = Vec<(String, Vec<String>)>;
+pub(crate) type Presences = Vec<(Id, Vec<Id>)>;
 
 /// The presence list of one client.
 #[derive(Debug, Default)]
 pub(crate) struct PresenceList {
-    state: HashMap<String, Vec<String>>,
+    state: HashMap<Id, Vec<Id>>,
     pending: Vec<(Presences, Presences)>,
     synced: bool,
 }
@@ -38,8 +52,8 @@ impl PresenceList {
 
     /// The `phx_ref`s listed for `key`, oldest first.
     #[cfg(test)]
-    pub(crate) fn refs(&self, key: &str) -> Option<&[String]> {
-        self.state.get(key).map(Vec::as_slice)
+    pub(crate) fn refs(&self, key: &str) -> Option<&[Id]> {
+        self.state.get(&id(key)).map(Vec::as_slice)
     }
 
     /// Apply a `presence_state` payload (phoenix.js `syncState`), then any
@@ -52,39 +66,52 @@ impl PresenceList {
     /// Apply a parsed `presence_state` (phoenix.js `syncState`), then any
     /// diffs that arrived before it.
     pub(crate) fn apply_state_list(&mut self, new_state: Presences) {
+        if self.state.is_empty() {
+            // syncState into an empty list joins every entry as is: the
+            // result is exactly the new state, so take it without copying.
+            self.state.reserve(new_state.len());
+            for (key, refs) in new_state {
+                self.state.insert(key, refs);
+            }
+            self.synced = true;
+            for (joins, leaves) in std::mem::take(&mut self.pending) {
+                self.sync_diff(joins, leaves);
+            }
+            return;
+        }
         let mut joins = Presences::new();
         let mut leaves = Presences::new();
-        let mut listed: HashMap<&str, &[String]> =
+        let mut listed: HashMap<Id, &[Id]> =
             HashMap::with_capacity_and_hasher(new_state.len(), Default::default());
         for (key, refs) in &new_state {
-            listed.insert(key, refs);
+            listed.insert(*key, refs);
         }
         for (key, refs) in &self.state {
-            if !listed.contains_key(key.as_str()) {
-                leaves.push((key.clone(), refs.clone()));
+            if !listed.contains_key(key) {
+                leaves.push((*key, refs.clone()));
             }
         }
         for (key, new_refs) in &new_state {
             match self.state.get(key) {
                 Some(current) => {
-                    let joined: Vec<String> = new_refs
+                    let joined: Vec<Id> = new_refs
                         .iter()
                         .filter(|r| !current.contains(r))
                         .cloned()
                         .collect();
-                    let left: Vec<String> = current
+                    let left: Vec<Id> = current
                         .iter()
                         .filter(|r| !new_refs.contains(r))
                         .cloned()
                         .collect();
                     if !joined.is_empty() {
-                        joins.push((key.clone(), joined));
+                        joins.push((*key, joined));
                     }
                     if !left.is_empty() {
-                        leaves.push((key.clone(), left));
+                        leaves.push((*key, left));
                     }
                 }
-                None => joins.push((key.clone(), new_refs.clone())),
+                None => joins.push((*key, new_refs.clone())),
             }
         }
         self.sync_diff(joins, leaves);
@@ -116,7 +143,7 @@ impl PresenceList {
             let merged = match self.state.remove(&key) {
                 // Current metas not re-joined come first (`unshift`).
                 Some(current) => {
-                    let mut merged: Vec<String> = current
+                    let mut merged: Vec<Id> = current
                         .into_iter()
                         .filter(|r| !new_refs.contains(r))
                         .collect();
@@ -153,8 +180,33 @@ struct WireMetas<'a> {
     metas: Vec<WireMeta<'a>>,
 }
 
-/// `{key: {"metas": [...]}, ..}`.
-type WireList<'a> = HashMap<Cow<'a, str>, WireMetas<'a>>;
+/// `{key: {"metas": [...]}, ..}`, collected in payload order without
+/// hashing.
+#[derive(Default)]
+struct WireList<'a>(Vec<(Cow<'a, str>, WireMetas<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireList<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
+            type Value = WireList<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a presence map")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some((key, metas)) = map.next_entry::<Cow<'a, str>, WireMetas<'a>>()? {
+                    pairs.push((key, metas));
+                }
+                Ok(WireList(pairs))
+            }
+        }
+        deserializer.deserialize_map(Pairs(std::marker::PhantomData))
+    }
+}
 
 /// `{"joins": .., "leaves": ..}`.
 #[derive(Deserialize)]
@@ -166,14 +218,15 @@ struct WireDiff<'a> {
 }
 
 fn owned(list: WireList<'_>) -> Presences {
-    list.into_iter()
+    list.0
+        .into_iter()
         .map(|(key, metas)| {
             let refs = metas
                 .metas
                 .into_iter()
-                .map(|m| m.phx_ref.map(Cow::into_owned).unwrap_or_default())
+                .map(|m| id(m.phx_ref.as_deref().unwrap_or_default()))
                 .collect();
-            (key.into_owned(), refs)
+            (id(&key), refs)
         })
         .collect()
 }
@@ -227,14 +280,14 @@ fn presences(value: Option<&Value>) -> Presences {
                     metas
                         .iter()
                         .map(|m| match m.get("phx_ref") {
-                            Some(Value::String(r)) => r.clone(),
-                            Some(other) => other.to_string(),
-                            None => String::new(),
+                            Some(Value::String(r)) => id(r),
+                            Some(other) => id(&other.to_string()),
+                            None => id(""),
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            (key.clone(), refs)
+            (id(key), refs)
         })
         .collect()
 }
@@ -243,6 +296,10 @@ fn presences(value: Option<&Value>) -> Presences {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn ids(texts: &[&str]) -> Vec<Id> {
+        texts.iter().map(|t| id(t)).collect()
+    }
 
     fn metas(refs: &[&str]) -> Value {
         json!({"metas": refs.iter().map(|r| json!({"phx_ref": r, "name": "x"})).collect::<Vec<_>>()})
@@ -256,10 +313,10 @@ mod tests {
         // u3 joins; u1 opens a second tab; u2 leaves.
         list.apply_diff(&json!({"joins": {"u3": metas(&["c"]), "u1": metas(&["d"])}, "leaves": {"u2": metas(&["b"])}}));
         assert_eq!(list.len(), 2);
-        assert_eq!(list.refs("u1"), Some(&["a".to_owned(), "d".to_owned()][..]));
+        assert_eq!(list.refs("u1"), Some(&ids(&["a", "d"])[..]));
         // An update: the same diff joins the new ref and leaves the old one.
         list.apply_diff(&json!({"joins": {"u1": metas(&["e"])}, "leaves": {"u1": metas(&["a"])}}));
-        assert_eq!(list.refs("u1"), Some(&["d".to_owned(), "e".to_owned()][..]));
+        assert_eq!(list.refs("u1"), Some(&ids(&["d", "e"])[..]));
         // Leaving a key that is not there is ignored.
         list.apply_diff(&json!({"joins": {}, "leaves": {"zz": metas(&["q"])}}));
         assert_eq!(list.len(), 2);
@@ -273,7 +330,7 @@ mod tests {
         assert_eq!(list.len(), 0);
         list.apply_state(&json!({"u1": metas(&["a"])}));
         assert_eq!(list.len(), 1);
-        assert_eq!(list.refs("u2"), Some(&["b".to_owned()][..]));
+        assert_eq!(list.refs("u2"), Some(&ids(&["b"])[..]));
         assert_eq!(list.refs("u1"), None);
     }
 
@@ -282,7 +339,7 @@ mod tests {
         let mut list = PresenceList::new();
         list.apply_state(&json!({"u1": metas(&["a", "b"]), "u2": metas(&["c"])}));
         list.apply_state(&json!({"u1": metas(&["b", "x"]), "u3": metas(&["d"])}));
-        assert_eq!(list.refs("u1"), Some(&["b".to_owned(), "x".to_owned()][..]));
+        assert_eq!(list.refs("u1"), Some(&ids(&["b", "x"])[..]));
         assert_eq!(list.refs("u2"), None);
         assert_eq!(list.len(), 2);
     }
@@ -290,7 +347,11 @@ mod tests {
 
 #[cfg(test)]
 mod parse_tests {
-    use super::{parse_frame, PresenceFrame, PresenceList};
+    use super::{id, parse_frame, PresenceFrame, PresenceList};
+
+    fn ids(texts: &[&str]) -> Vec<u64> {
+        texts.iter().map(|t| id(t)).collect()
+    }
 
     #[test]
     fn borrowed_parsing_feeds_the_same_sync() {
@@ -307,7 +368,7 @@ mod parse_tests {
         };
         list.apply_state_list(s);
         assert_eq!(list.len(), 1);
-        assert_eq!(list.refs("b"), Some(&["r2".to_owned()][..]));
+        assert_eq!(list.refs("b"), Some(&ids(&["r2"])[..]));
         assert!(parse_frame(r#"["1",null,"t","other",{}]"#, true).is_none());
     }
 }
