@@ -123,13 +123,9 @@ impl Presence {
         meta: Meta,
         to: &Publish<'_>,
     ) -> Result<String, TrackError> {
-        let phx_ref = self.inner.refs.next();
-        let mut state = self.state();
-        let diff = state
-            .tracker
-            .track(self.owner(owner), topic, key, meta, phx_ref.clone())?;
-        self.changed(&mut state, vec![diff], to);
-        Ok(phx_ref)
+        self.with_new_ref(owner, to, |tracker, owner_id, phx_ref| {
+            tracker.track(owner_id, topic, key, meta, phx_ref)
+        })
     }
 
     pub(crate) fn update_to(
@@ -140,11 +136,22 @@ impl Presence {
         meta: Meta,
         to: &Publish<'_>,
     ) -> Result<String, TrackError> {
+        self.with_new_ref(owner, to, |tracker, owner_id, phx_ref| {
+            tracker.update(owner_id, topic, key, meta, phx_ref)
+        })
+    }
+
+    /// Apply a change that mints a new `phx_ref`, publish its diff, and
+    /// return the ref.
+    fn with_new_ref(
+        &self,
+        owner: u64,
+        to: &Publish<'_>,
+        change: impl FnOnce(&mut Tracker, OwnerId, String) -> Result<Diff, TrackError>,
+    ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
         let mut state = self.state();
-        let diff = state
-            .tracker
-            .update(self.owner(owner), topic, key, meta, phx_ref.clone())?;
+        let diff = change(&mut state.tracker, self.owner(owner), phx_ref.clone())?;
         self.changed(&mut state, vec![diff], to);
         Ok(phx_ref)
     }
