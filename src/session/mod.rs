@@ -60,9 +60,44 @@ pub(crate) fn start(
     serializer: Serializer,
     connected: Connected,
 ) -> SessionHandle {
+    let (inbound_tx, inbound_rx) = mpsc::channel(socket.options.inbound_capacity);
+    let (run, outbound) = prepare(socket, shared, serializer, connected, inbound_rx);
+    SessionHandle {
+        inbound: inbound_tx,
+        outbound,
+        done: tokio::spawn(run),
+    }
+}
+
+/// Where a session's frames come from: a queue fed by a transport, or a
+/// transport read directly by the session's own task.
+pub(crate) trait InboundSource: Send + 'static {
+    /// The next frame, or why the client is gone.
+    fn next_frame(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<InFrame, DisconnectReason>> + Send;
+}
+
+impl InboundSource for mpsc::Receiver<InFrame> {
+    async fn next_frame(&mut self) -> Result<InFrame, DisconnectReason> {
+        self.recv().await.ok_or(DisconnectReason::ClientClosed)
+    }
+}
+
+/// Build a session reading from `inbound`: the future that runs it (to
+/// await in the caller's task or to spawn) and the receiver of its frames.
+pub(crate) fn prepare<I: InboundSource>(
+    socket: Arc<SocketConfig>,
+    shared: &crate::endpoint::Shared,
+    serializer: Serializer,
+    connected: Connected,
+    inbound: I,
+) -> (
+    impl std::future::Future<Output = DisconnectReason> + Send + 'static,
+    mpsc::Receiver<WireFrame>,
+) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
-    let (inbound_tx, inbound_rx) = mpsc::channel(socket.options.inbound_capacity);
     let closed = shared.shutdown.child_token();
     let context = SessionContext {
         serializer,
@@ -89,11 +124,12 @@ pub(crate) fn start(
         shutdown: shared.shutdown.clone(),
         id_subscription,
     };
-    let done = tokio::spawn(session.run(inbound_rx, events));
-    SessionHandle {
-        inbound: inbound_tx,
-        outbound: outbound_rx,
-        done,
+    (session.run(inbound, events), outbound_rx)
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -108,9 +144,9 @@ struct Session {
 }
 
 impl Session {
-    async fn run(
+    async fn run<I: InboundSource>(
         mut self,
-        mut inbound: mpsc::Receiver<InFrame>,
+        mut inbound: I,
         mut events: mpsc::UnboundedReceiver<SessionEvent>,
     ) -> DisconnectReason {
         let reason = loop {
@@ -122,9 +158,9 @@ impl Session {
                         break reason;
                     }
                 }
-                frame = inbound.recv() => match frame {
-                    None => break DisconnectReason::ClientClosed,
-                    Some(frame) => {
+                frame = inbound.next_frame() => match frame {
+                    Err(reason) => break reason,
+                    Ok(frame) => {
                         if let Err(reason) = self.on_frame(frame).await {
                             break reason;
                         }
@@ -143,6 +179,12 @@ impl Session {
             DisconnectReason::ClientClosed => tracing::debug!("session closed by client"),
             other => tracing::info!(reason = %other, "closing session"),
         }
+        self.release();
+    }
+
+    /// Stop the channels and leave the id topic (idempotent; also run on
+    /// drop, so a session future dropped mid-way leaks nothing).
+    fn release(&mut self) {
         self.closed.cancel();
         self.channels.clear();
         if let Some((topic, id)) = self.id_subscription.take() {

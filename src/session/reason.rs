@@ -14,6 +14,10 @@ pub enum DisconnectReason {
     /// The client sent a frame that could not be decoded.
     #[error("undecodable frame: {0}")]
     InvalidFrame(#[from] DecodeError),
+    /// The client broke the websocket protocol (e.g. a frame larger than
+    /// the socket's `max_frame_size`).
+    #[error("websocket error: {0}")]
+    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
     /// A `disconnect` broadcast on the socket's id topic.
     #[error("disconnected by broadcast")]
     Disconnected,
@@ -33,6 +37,10 @@ impl DisconnectReason {
             DisconnectReason::ClientClosed => None,
             DisconnectReason::IdleTimeout => Some(1002),
             DisconnectReason::InvalidFrame(_) => Some(1011),
+            DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
+                Some(1009)
+            }
+            DisconnectReason::WebSocket(_) => Some(1002),
             DisconnectReason::Disconnected => Some(1001),
             DisconnectReason::SlowClient => Some(1008),
             DisconnectReason::ServerShutdown => Some(1012),

@@ -21,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use crate::endpoint::http::empty;
 use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
-use crate::session::{self, DisconnectReason, InFrame, SessionHandle, WireFrame};
+use crate::session::{self, DisconnectReason, InFrame, WireFrame};
 use crate::socket::{ConnectInfo, Socket};
 
 /// phoenix.js sends its `authToken` as a subprotocol with this prefix.
@@ -89,9 +89,7 @@ pub(crate) async fn upgrade(
                     Some(config),
                 )
                 .await;
-                let idle = socket.options.idle_timeout;
-                let session = session::start(socket, &shared, serializer, connected);
-                run(ws, session, idle).await;
+                run(ws, socket, shared, serializer, connected).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -163,92 +161,73 @@ fn subprotocol_token(headers: &hyper::HeaderMap) -> (Option<String>, bool) {
     (token, phoenix)
 }
 
-/// How the connection's I/O ended.
-enum End {
-    /// The session ended for this reason.
-    Session(DisconnectReason),
-    /// The client closed, or the connection dropped, or a write failed.
-    ClientGone,
-    /// No frame within the idle timeout.
-    Idle,
-    /// The client broke the websocket protocol (e.g. a frame too large).
-    Protocol(tungstenite::Error),
-}
-
 /// The writing half of a websocket.
 type Sink = futures_util::stream::SplitSink<WebSocketStream<TokioIo<Upgraded>>, Message>;
 
-/// Move frames between the websocket and the session until one side ends.
-/// Reading happens here; writing in a task of its own, so a burst of
-/// outbound frames never re-polls the reader.
-async fn run(ws: WebSocketStream<TokioIo<Upgraded>>, session: SessionHandle, idle: Duration) {
-    let SessionHandle {
-        inbound,
-        outbound,
-        mut done,
-    } = session;
-    let (sink, mut stream) = ws.split();
+/// The reading half of a websocket as a session's frame source: the
+/// session task reads the socket itself (no reader task, no inbound queue),
+/// and the idle timeout runs from the last frame received.
+struct WsInbound {
+    stream: futures_util::stream::SplitStream<WebSocketStream<TokioIo<Upgraded>>>,
+    idle: Duration,
+    deadline: tokio::time::Instant,
+}
+
+impl session::InboundSource for WsInbound {
+    async fn next_frame(&mut self) -> Result<InFrame, DisconnectReason> {
+        loop {
+            let message = match tokio::time::timeout_at(self.deadline, self.stream.next()).await {
+                Err(_) => {
+                    tracing::info!("closing idle websocket");
+                    return Err(DisconnectReason::IdleTimeout);
+                }
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => {
+                    return Err(DisconnectReason::ClientClosed)
+                }
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(%error, "closing websocket: protocol error");
+                    return Err(DisconnectReason::WebSocket(error));
+                }
+                Ok(Some(Ok(message))) => message,
+            };
+            self.deadline = tokio::time::Instant::now() + self.idle;
+            match message {
+                Message::Text(text) => return Ok(InFrame::Text(text)),
+                Message::Binary(bytes) => return Ok(InFrame::Binary(bytes)),
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+            }
+        }
+    }
+}
+
+/// Run one websocket connection: the session in this task (reading the
+/// socket), writing in a task of its own so a burst of outbound frames never
+/// waits on the session; then the close frame the reason maps to.
+async fn run(
+    ws: WebSocketStream<TokioIo<Upgraded>>,
+    socket: Arc<Socket>,
+    shared: Shared,
+    serializer: Serializer,
+    connected: crate::socket::Connected,
+) {
+    let idle = socket.options.idle_timeout;
+    let (sink, stream) = ws.split();
+    let inbound = WsInbound {
+        stream,
+        idle,
+        deadline: tokio::time::Instant::now() + idle,
+    };
+    let (session, outbound) = session::prepare(socket, &shared, serializer, connected, inbound);
     let (close_tx, close_rx) = oneshot::channel();
     let mut writer = tokio::spawn(write(sink, outbound, close_rx));
-    let mut writer_done = false;
-
-    let end = {
-        let reader = async {
-            loop {
-                let message = match tokio::time::timeout(idle, stream.next()).await {
-                    Err(_) => return End::Idle,
-                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return End::ClientGone,
-                    Ok(Some(Err(error))) => return End::Protocol(error),
-                    Ok(Some(Ok(message))) => message,
-                };
-                let frame = match message {
-                    Message::Text(text) => InFrame::Text(text),
-                    Message::Binary(bytes) => InFrame::Binary(bytes),
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {
-                        continue
-                    }
-                };
-                if inbound.send(frame).await.is_err() {
-                    // The session ended; `done` reports why.
-                    std::future::pending::<()>().await;
-                }
-            }
-        };
-        tokio::select! {
-            reason = &mut done => End::Session(reason.unwrap_or(DisconnectReason::ServerShutdown)),
-            end = reader => end,
-            _ = &mut writer => {
-                writer_done = true;
-                End::ClientGone
-            }
-        }
-    };
-    drop(inbound);
-
-    let code = match &end {
-        End::Session(reason) => reason.close_code(),
-        End::Idle => {
-            tracing::info!("closing idle websocket");
-            DisconnectReason::IdleTimeout.close_code()
-        }
-        End::Protocol(error) => {
-            tracing::warn!(%error, "closing websocket: protocol error");
-            match error {
-                tungstenite::Error::Capacity(_) => Some(1009),
-                _ => Some(1002),
-            }
-        }
-        End::ClientGone => None,
-    };
-    if !writer_done {
-        let _ = close_tx.send(code);
-        // A client that does not read cannot hold the task: give up after a while.
-        if tokio::time::timeout(2 * CLOSE_TIMEOUT, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
+    let reason = session.await;
+    let _ = close_tx.send(reason.close_code());
+    // A client that does not read cannot hold the task: give up after a while.
+    if tokio::time::timeout(2 * CLOSE_TIMEOUT, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
     }
 }
 
