@@ -6,6 +6,7 @@
 mod context;
 mod control;
 mod outbound;
+mod queue;
 mod reason;
 mod table;
 
@@ -24,6 +25,7 @@ pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use outbound::{Outbound, QueueError, WireFrame};
+pub(crate) use queue::QueueReceiver;
 pub use reason::DisconnectReason;
 
 use crate::channel::{ChannelExit, ExitKind, JoinOutcome, StartChannel, TerminateReason};
@@ -45,7 +47,7 @@ pub(crate) struct SessionHandle {
     /// Frames from the client; dropping it ends the session.
     pub(crate) inbound: mpsc::Sender<InFrame>,
     /// Frames for the client.
-    pub(crate) outbound: mpsc::Receiver<WireFrame>,
+    pub(crate) outbound: QueueReceiver,
     /// Resolves with why the session ended.
     pub(crate) done: JoinHandle<DisconnectReason>,
 }
@@ -94,7 +96,7 @@ pub(crate) fn prepare<I: InboundSource>(
     inbound: I,
 ) -> (
     impl std::future::Future<Output = DisconnectReason> + Send + 'static,
-    mpsc::Receiver<WireFrame>,
+    QueueReceiver,
 ) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());

@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 use fawkes_protocol::Frame;
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::control::SessionControl;
+use super::queue::{self, PushError, QueueReceiver, QueueSender};
 
 /// One encoded frame, cheap to clone: broadcasts share the same bytes across
 /// every subscriber that uses the same serializer.
@@ -40,41 +40,32 @@ pub enum QueueError {
 
 /// The sending side of a session's outbound queue.
 ///
-/// Callers that act on behalf of the client (replies, pushes) wait for room
-/// with [`Outbound::send`]; fan-out paths that must never wait use
-/// [`Outbound::deliver`], which disconnects a client whose queue is full
-/// instead of growing memory.
+/// Nothing ever waits for room: [`Outbound::deliver`] disconnects a client
+/// whose queue is full instead of growing memory, so fan-out never blocks
+/// on one subscriber.
 #[derive(Clone, Debug)]
 pub struct Outbound {
-    tx: mpsc::Sender<WireFrame>,
+    tx: QueueSender,
     control: SessionControl,
 }
 
 impl Outbound {
     /// A queue holding at most `capacity` frames, and its receiving end.
-    pub(crate) fn new(
-        capacity: usize,
-        control: SessionControl,
-    ) -> (Self, mpsc::Receiver<WireFrame>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub(crate) fn new(capacity: usize, control: SessionControl) -> (Self, QueueReceiver) {
+        let (tx, rx) = queue::queue(capacity);
         (Self { tx, control }, rx)
-    }
-
-    /// Queue a frame, waiting for room.
-    pub async fn send(&self, frame: WireFrame) -> Result<(), QueueError> {
-        self.tx.send(frame).await.map_err(|_| QueueError::Closed)
     }
 
     /// Queue a frame without waiting; a full queue closes the session as a
     /// slow client.
     pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
-        match self.tx.try_send(frame) {
+        match self.tx.try_push(frame) {
             Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(PushError::Full) => {
                 self.control.overflowed();
                 Err(QueueError::Full)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(QueueError::Closed),
+            Err(PushError::Closed) => Err(QueueError::Closed),
         }
     }
 

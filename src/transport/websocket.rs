@@ -12,7 +12,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::upgrade::Upgraded;
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -235,7 +235,7 @@ async fn run(
 /// signal, send the close frame (if any) and close the socket.
 async fn write(
     mut sink: Sink,
-    mut outbound: mpsc::Receiver<WireFrame>,
+    mut outbound: session::QueueReceiver,
     mut close: oneshot::Receiver<Option<u16>>,
 ) {
     let code = loop {
@@ -264,14 +264,14 @@ async fn write(
 
 async fn write_batch(
     sink: &mut Sink,
-    outbound: &mut mpsc::Receiver<WireFrame>,
+    outbound: &mut session::QueueReceiver,
     first: WireFrame,
 ) -> Result<(), tungstenite::Error> {
     sink.feed(to_message(first)).await?;
     for _ in 1..WRITE_BATCH {
         match outbound.try_recv() {
-            Ok(frame) => sink.feed(to_message(frame)).await?,
-            Err(_) => break,
+            Some(frame) => sink.feed(to_message(frame)).await?,
+            None => break,
         }
     }
     sink.flush().await

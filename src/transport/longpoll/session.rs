@@ -292,7 +292,7 @@ enum End {
 async fn run(
     id: SessionId,
     session: Arc<LpSession>,
-    mut outbound: mpsc::Receiver<WireFrame>,
+    mut outbound: crate::session::QueueReceiver,
     mut done: JoinHandle<DisconnectReason>,
     expiry: Duration,
 ) {
