@@ -1,10 +1,9 @@
 //! The mailbox of one channel task: everything it handles, in order.
 
 use fawkes_protocol::{Broadcast, Payload};
-use tokio::sync::mpsc;
 
 use super::Info;
-use crate::session::SessionControl;
+use crate::session::{QueueSender, SessionControl, TryPushError};
 
 /// An event pushed by the client.
 #[derive(Debug)]
@@ -30,16 +29,16 @@ pub(crate) enum ChannelMsg {
 
 /// The sending side of a channel's mailbox.
 #[derive(Clone, Debug)]
-pub(crate) struct Mailbox(pub(crate) mpsc::Sender<ChannelMsg>);
+pub(crate) struct Mailbox(pub(crate) QueueSender<ChannelMsg>);
 
 impl Mailbox {
     /// Hand an intercepted broadcast to the channel without waiting; a full
     /// mailbox means the client's channel cannot keep up, so its session is
     /// closed as a slow client.
     pub(crate) fn intercepted(&self, broadcast: &Broadcast, control: &SessionControl) {
-        if let Err(mpsc::error::TrySendError::Full(_)) = self
+        if let Err((TryPushError::Full, _)) = self
             .0
-            .try_send(ChannelMsg::Out(Box::new(broadcast.clone())))
+            .try_push(ChannelMsg::Out(Box::new(broadcast.clone())))
         {
             control.overflowed();
         }

@@ -2,12 +2,11 @@
 //! the topic and the rest of the server (Phoenix's `socket` in a channel).
 
 use fawkes_protocol::{EncodeError, Message, Payload};
-use tokio::sync::mpsc;
 
 use super::{ChannelMsg, Info, Mailbox, ReplyHandle};
 use crate::presence::{ChannelPresence, HeldDiffs};
 use crate::pubsub::SubscriptionId;
-use crate::session::{QueueError, SessionContext};
+use crate::session::{QueueError, SessionContext, TryPushError};
 
 /// Why a push or reply could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -41,10 +40,10 @@ impl InfoSender {
     pub fn send<T: std::any::Any + Send>(&self, value: T) -> Result<(), InfoError> {
         self.0
              .0
-            .try_send(ChannelMsg::Info(Info::new(value)))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => InfoError::Full,
-                mpsc::error::TrySendError::Closed(_) => InfoError::Closed,
+            .try_push(ChannelMsg::Info(Info::new(value)))
+            .map_err(|(error, _)| match error {
+                TryPushError::Full => InfoError::Full,
+                TryPushError::Closed => InfoError::Closed,
             })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use fawkes_protocol::Payload;
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -14,7 +14,7 @@ use super::{
     TerminateReason,
 };
 use crate::pubsub::{Subscriber, Target};
-use crate::session::SessionContext;
+use crate::session::{QueueReceiver, SessionContext};
 
 /// How many messages may wait in a channel's mailbox.
 const MAILBOX_CAPACITY: usize = 1024;
@@ -67,7 +67,7 @@ pub(crate) struct ChannelExit {
 
 /// Start the task for `channel`.
 pub(crate) fn spawn<C: Channel>(channel: C, start: StartChannel) -> SpawnedChannel {
-    let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+    let (tx, rx) = crate::session::queue(MAILBOX_CAPACITY);
     let (joined_tx, joined_rx) = oneshot::channel();
     let (go_tx, go_rx) = oneshot::channel();
     let mailbox = Mailbox(tx);
@@ -112,7 +112,7 @@ impl<C: Channel> Run<C> {
     async fn run(
         mut self,
         params: Payload,
-        mut mailbox: mpsc::Receiver<ChannelMsg>,
+        mut mailbox: QueueReceiver<ChannelMsg>,
         joined: oneshot::Sender<JoinOutcome>,
         go: oneshot::Receiver<()>,
     ) {
@@ -175,7 +175,7 @@ impl<C: Channel> Run<C> {
 
     async fn serve(
         &mut self,
-        mailbox: &mut mpsc::Receiver<ChannelMsg>,
+        mailbox: &mut QueueReceiver<ChannelMsg>,
     ) -> (TerminateReason, ExitKind) {
         loop {
             let msg = tokio::select! {

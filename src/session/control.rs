@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use super::queue::{queue, QueueReceiver, QueueSender};
 
 use crate::channel::ChannelExit;
 
@@ -22,14 +22,16 @@ pub(crate) enum SessionEvent {
 /// A handle to send [`SessionEvent`]s to one session.
 #[derive(Clone, Debug)]
 pub struct SessionControl {
-    tx: mpsc::UnboundedSender<SessionEvent>,
+    tx: QueueSender<SessionEvent>,
     overflowed: Arc<AtomicBool>,
 }
 
 impl SessionControl {
     /// A new control handle and the session's receiving end.
-    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<SessionEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub(crate) fn new() -> (Self, QueueReceiver<SessionEvent>) {
+        // Unbounded in practice: events are few (one per channel exit, one
+        // overflow at most), and nothing may block on sending one.
+        let (tx, rx) = queue(usize::MAX);
         (
             Self {
                 tx,
@@ -41,7 +43,7 @@ impl SessionControl {
 
     pub(crate) fn send(&self, event: SessionEvent) {
         // The session may already be gone; then nobody needs the event.
-        let _ = self.tx.send(event);
+        let _ = self.tx.try_push(event);
     }
 
     /// Report an overflow once; later ones are dropped so a stuck client

@@ -25,7 +25,7 @@ pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use outbound::{Outbound, QueueError, WireFrame};
-pub(crate) use queue::QueueReceiver;
+pub(crate) use queue::{queue, QueueReceiver, QueueSender, TryPushError};
 pub use reason::DisconnectReason;
 
 use crate::channel::{ChannelExit, ExitKind, JoinOutcome, StartChannel, TerminateReason};
@@ -47,7 +47,7 @@ pub(crate) struct SessionHandle {
     /// Frames from the client; dropping it ends the session.
     pub(crate) inbound: mpsc::Sender<InFrame>,
     /// Frames for the client.
-    pub(crate) outbound: QueueReceiver,
+    pub(crate) outbound: QueueReceiver<WireFrame>,
     /// Resolves with why the session ended.
     pub(crate) done: JoinHandle<DisconnectReason>,
 }
@@ -96,7 +96,7 @@ pub(crate) fn prepare<I: InboundSource>(
     inbound: I,
 ) -> (
     impl std::future::Future<Output = DisconnectReason> + Send + 'static,
-    QueueReceiver,
+    QueueReceiver<WireFrame>,
 ) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
@@ -149,7 +149,7 @@ impl Session {
     async fn run<I: InboundSource>(
         mut self,
         mut inbound: I,
-        mut events: mpsc::UnboundedReceiver<SessionEvent>,
+        mut events: QueueReceiver<SessionEvent>,
     ) -> DisconnectReason {
         let reason = loop {
             tokio::select! {
@@ -265,7 +265,7 @@ impl Session {
         };
         let mailbox = entry.mailbox.clone();
         // The channel may have just ended; its exit event is on the way.
-        let _ = mailbox.0.send(channel_msg).await;
+        let _ = mailbox.0.push(channel_msg).await;
     }
 
     fn unjoined(&mut self, msg: Message) {

@@ -6,7 +6,7 @@ use fawkes_protocol::Frame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::control::SessionControl;
-use super::queue::{self, PushError, QueueReceiver, QueueSender};
+use super::queue::{self, QueueReceiver, QueueSender, TryPushError};
 
 /// One encoded frame, cheap to clone: broadcasts share the same bytes across
 /// every subscriber that uses the same serializer.
@@ -45,13 +45,16 @@ pub enum QueueError {
 /// on one subscriber.
 #[derive(Clone, Debug)]
 pub struct Outbound {
-    tx: QueueSender,
+    tx: QueueSender<WireFrame>,
     control: SessionControl,
 }
 
 impl Outbound {
     /// A queue holding at most `capacity` frames, and its receiving end.
-    pub(crate) fn new(capacity: usize, control: SessionControl) -> (Self, QueueReceiver) {
+    pub(crate) fn new(
+        capacity: usize,
+        control: SessionControl,
+    ) -> (Self, QueueReceiver<WireFrame>) {
         let (tx, rx) = queue::queue(capacity);
         (Self { tx, control }, rx)
     }
@@ -61,11 +64,11 @@ impl Outbound {
     pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
         match self.tx.try_push(frame) {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => {
+            Err((TryPushError::Full, _)) => {
                 self.control.overflowed();
                 Err(QueueError::Full)
             }
-            Err(PushError::Closed) => Err(QueueError::Closed),
+            Err((TryPushError::Closed, _)) => Err(QueueError::Closed),
         }
     }
 

@@ -1,78 +1,81 @@
-//! A bounded frame queue that holds no memory while it is empty.
+//! A bounded queue that holds no memory while it is empty.
 //!
-//! Each session has one, and most sessions are idle most of the time;
-//! tokio's mpsc preallocates a block of slots per channel, this queue
-//! allocates only when frames are waiting (and gives large buffers back
-//! once a burst has drained).
+//! Every connection has a few (outbound frames, control events, a mailbox
+//! per channel) and most connections are idle most of the time; tokio's
+//! mpsc preallocates a block of slots per channel, this queue allocates only
+//! when items are waiting (and gives large buffers back once a burst has
+//! drained).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::WireFrame;
-
-/// A drained buffer larger than this many frames is freed.
+/// A drained buffer larger than this many items is freed.
 const SHRINK_ABOVE: usize = 256;
 
-/// Why a frame was not queued.
+/// Why an item was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PushError {
-    /// The queue holds `capacity` frames already.
+pub(crate) enum TryPushError {
+    /// The queue holds `capacity` items already.
     Full,
     /// The receiver is gone.
     Closed,
 }
 
-struct State {
-    frames: VecDeque<WireFrame>,
+struct State<T> {
+    items: VecDeque<T>,
     senders: usize,
     receiver_alive: bool,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    /// Items arrived (or the last sender left).
     ready: Notify,
+    /// Room freed (or the receiver left), for [`QueueSender::push`].
+    space: Notify,
     capacity: usize,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// A new queue of at most `capacity` frames.
-pub(crate) fn queue(capacity: usize) -> (QueueSender, QueueReceiver) {
+/// A new queue of at most `capacity` items.
+pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            frames: VecDeque::new(),
+            items: VecDeque::new(),
             senders: 1,
             receiver_alive: true,
         }),
         ready: Notify::new(),
+        space: Notify::new(),
         capacity: capacity.max(1),
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
 }
 
 /// The sending side; cloning it adds a sender.
-pub(crate) struct QueueSender(Arc<Shared>);
+pub(crate) struct QueueSender<T>(Arc<Shared<T>>);
 
-impl std::fmt::Debug for QueueSender {
+impl<T> std::fmt::Debug for QueueSender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QueueSender")
     }
 }
 
-impl Clone for QueueSender {
+impl<T> Clone for QueueSender<T> {
     fn clone(&self) -> Self {
         self.0.lock().senders += 1;
         Self(self.0.clone())
     }
 }
 
-impl Drop for QueueSender {
+impl<T> Drop for QueueSender<T> {
     fn drop(&mut self) {
         let last = {
             let mut state = self.0.lock();
@@ -85,42 +88,57 @@ impl Drop for QueueSender {
     }
 }
 
-impl QueueSender {
-    /// Queue `frame` without waiting.
-    pub(crate) fn try_push(&self, frame: WireFrame) -> Result<(), PushError> {
+impl<T> QueueSender<T> {
+    /// Queue `item` without waiting; a full or closed queue gives it back.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), (TryPushError, T)> {
         {
             let mut state = self.0.lock();
             if !state.receiver_alive {
-                return Err(PushError::Closed);
+                return Err((TryPushError::Closed, item));
             }
-            if state.frames.len() >= self.0.capacity {
-                return Err(PushError::Full);
+            if state.items.len() >= self.0.capacity {
+                return Err((TryPushError::Full, item));
             }
-            state.frames.push_back(frame);
+            state.items.push_back(item);
         }
         self.0.ready.notify_one();
         Ok(())
     }
+
+    /// Queue `item`, waiting for room; `Err` gives it back when the
+    /// receiver is gone. Meant for one waiting sender at a time.
+    pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
+        loop {
+            match self.try_push(item) {
+                Ok(()) => return Ok(()),
+                Err((TryPushError::Closed, back)) => return Err(back),
+                Err((TryPushError::Full, back)) => item = back,
+            }
+            // A pop after the check above stores a permit, so this cannot
+            // miss it.
+            self.0.space.notified().await;
+        }
+    }
 }
 
 /// The receiving side.
-pub(crate) struct QueueReceiver(Arc<Shared>);
+pub(crate) struct QueueReceiver<T>(Arc<Shared<T>>);
 
-impl std::fmt::Debug for QueueReceiver {
+impl<T> std::fmt::Debug for QueueReceiver<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QueueReceiver")
     }
 }
 
-impl QueueReceiver {
-    /// The next frame, or `None` once every sender is gone and the queue is
+impl<T> QueueReceiver<T> {
+    /// The next item, or `None` once every sender is gone and the queue is
     /// empty. Cancel-safe.
-    pub(crate) async fn recv(&mut self) -> Option<WireFrame> {
+    pub(crate) async fn recv(&mut self) -> Option<T> {
         loop {
             {
                 let mut state = self.0.lock();
-                if let Some(frame) = pop(&mut state) {
-                    return Some(frame);
+                if let Some(item) = self.pop(&mut state) {
+                    return Some(item);
                 }
                 if state.senders == 0 {
                     return None;
@@ -132,35 +150,62 @@ impl QueueReceiver {
         }
     }
 
-    /// The next frame if one is waiting.
-    pub(crate) fn try_recv(&mut self) -> Option<WireFrame> {
-        pop(&mut self.0.lock())
-    }
-}
-
-fn pop(state: &mut State) -> Option<WireFrame> {
-    let frame = state.frames.pop_front()?;
-    if state.frames.is_empty() && state.frames.capacity() > SHRINK_ABOVE {
-        state.frames = VecDeque::new();
-    }
-    Some(frame)
-}
-
-impl Drop for QueueReceiver {
-    fn drop(&mut self) {
+    /// The next item if one is waiting.
+    pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut state = self.0.lock();
-        state.receiver_alive = false;
-        state.frames = VecDeque::new();
+        self.pop(&mut state)
+    }
+
+    fn pop(&self, state: &mut State<T>) -> Option<T> {
+        let was_full = state.items.len() >= self.0.capacity;
+        let item = state.items.pop_front()?;
+        if state.items.is_empty() && state.items.capacity() > SHRINK_ABOVE {
+            state.items = VecDeque::new();
+        }
+        if was_full {
+            self.0.space.notify_one();
+        }
+        Some(item)
+    }
+}
+
+impl<T> Drop for QueueReceiver<T> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.0.lock();
+            state.receiver_alive = false;
+            state.items = VecDeque::new();
+        }
+        self.0.space.notify_one();
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{queue, PushError};
+    use super::{queue, TryPushError};
     use crate::session::WireFrame;
 
     fn frame(n: u8) -> WireFrame {
         WireFrame::Binary(bytes::Bytes::from(vec![n]))
+    }
+
+    #[tokio::test]
+    async fn push_waits_for_room_and_fails_when_the_receiver_leaves() {
+        let (tx, mut rx) = queue::<u8>(1);
+        tx.try_push(1).expect("room");
+        let tx2 = tx.clone();
+        let waiting = tokio::spawn(async move { tx2.push(2).await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "push waits while the queue is full");
+        assert_eq!(rx.recv().await, Some(1));
+        assert_eq!(waiting.await.expect("task"), Ok(()));
+        assert_eq!(rx.recv().await, Some(2));
+        tx.try_push(3).expect("room");
+        let tx3 = tx.clone();
+        let blocked = tokio::spawn(async move { tx3.push(4).await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert_eq!(blocked.await.expect("task"), Err(4));
     }
 
     #[tokio::test]
@@ -169,7 +214,7 @@ mod tests {
         let tx2 = tx.clone();
         assert_eq!(tx.try_push(frame(1)), Ok(()));
         assert_eq!(tx2.try_push(frame(2)), Ok(()));
-        assert_eq!(tx.try_push(frame(3)), Err(PushError::Full));
+        assert_eq!(tx.try_push(frame(3)), Err((TryPushError::Full, frame(3))));
         assert_eq!(rx.recv().await, Some(frame(1)));
         assert_eq!(rx.try_recv(), Some(frame(2)));
         assert_eq!(rx.try_recv(), None);
@@ -192,6 +237,6 @@ mod tests {
         let (rx, first) = waiter.await.expect("receiver task");
         assert_eq!(first, Some(frame(7)));
         drop(rx);
-        assert_eq!(tx.try_push(frame(8)), Err(PushError::Closed));
+        assert_eq!(tx.try_push(frame(8)), Err((TryPushError::Closed, frame(8))));
     }
 }

@@ -235,7 +235,7 @@ async fn run(
 /// signal, send the close frame (if any) and close the socket.
 async fn write(
     mut sink: Sink,
-    mut outbound: session::QueueReceiver,
+    mut outbound: session::QueueReceiver<WireFrame>,
     mut close: oneshot::Receiver<Option<u16>>,
 ) {
     let code = loop {
@@ -264,7 +264,7 @@ async fn write(
 
 async fn write_batch(
     sink: &mut Sink,
-    outbound: &mut session::QueueReceiver,
+    outbound: &mut session::QueueReceiver<WireFrame>,
     first: WireFrame,
 ) -> Result<(), tungstenite::Error> {
     sink.feed(to_message(first)).await?;

@@ -292,7 +292,7 @@ enum End {
 async fn run(
     id: SessionId,
     session: Arc<LpSession>,
-    mut outbound: crate::session::QueueReceiver,
+    mut outbound: crate::session::QueueReceiver<WireFrame>,
     mut done: JoinHandle<DisconnectReason>,
     expiry: Duration,
 ) {
