@@ -28,13 +28,16 @@ pub(crate) fn id(text: &str) -> Id {
     hasher.finish()
 }
 
+/// The `phx_ref`s of one key, oldest first (usually one: kept inline).
+pub(crate) type Refs = smallvec::SmallVec<[Id; 2]>;
+
 /// One key's presences as `(key, phx_refs)` pairs, in payload order.
-pub(crate) type Presences = Vec<(Id, Vec<Id>)>;
+pub(crate) type Presences = Vec<(Id, Refs)>;
 
 /// The presence list of one client.
 #[derive(Debug, Default)]
 pub(crate) struct PresenceList {
-    state: HashMap<Id, Vec<Id>>,
+    state: HashMap<Id, Refs>,
     pending: Vec<(Presences, Presences)>,
     synced: bool,
 }
@@ -53,7 +56,7 @@ impl PresenceList {
     /// The `phx_ref`s listed for `key`, oldest first.
     #[cfg(test)]
     pub(crate) fn refs(&self, key: &str) -> Option<&[Id]> {
-        self.state.get(&id(key)).map(Vec::as_slice)
+        self.state.get(&id(key)).map(|refs| refs.as_slice())
     }
 
     /// Apply a `presence_state` payload (phoenix.js `syncState`), then any
@@ -94,12 +97,12 @@ impl PresenceList {
         for (key, new_refs) in &new_state {
             match self.state.get(key) {
                 Some(current) => {
-                    let joined: Vec<Id> = new_refs
+                    let joined: Refs = new_refs
                         .iter()
                         .filter(|r| !current.contains(r))
                         .cloned()
                         .collect();
-                    let left: Vec<Id> = current
+                    let left: Refs = current
                         .iter()
                         .filter(|r| !new_refs.contains(r))
                         .cloned()
@@ -143,7 +146,7 @@ impl PresenceList {
             let merged = match self.state.remove(&key) {
                 // Current metas not re-joined come first (`unshift`).
                 Some(current) => {
-                    let mut merged: Vec<Id> = current
+                    let mut merged: Refs = current
                         .into_iter()
                         .filter(|r| !new_refs.contains(r))
                         .collect();
@@ -173,17 +176,44 @@ struct WireMeta<'a> {
     phx_ref: Option<Cow<'a, str>>,
 }
 
+/// The metas array of one key, read straight into ref ids.
+#[derive(Default)]
+struct WireRefs(Refs);
+
+impl<'de> Deserialize<'de> for WireRefs {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Metas;
+        impl<'de> serde::de::Visitor<'de> for Metas {
+            type Value = WireRefs;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a metas array")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Self::Value, S::Error> {
+                let mut refs = Refs::new();
+                while let Some(meta) = seq.next_element::<WireMeta<'de>>()? {
+                    refs.push(id(meta.phx_ref.as_deref().unwrap_or_default()));
+                }
+                Ok(WireRefs(refs))
+            }
+        }
+        deserializer.deserialize_seq(Metas)
+    }
+}
+
 /// `{"metas": [...]}` of one key (other fields ignored).
 #[derive(Deserialize)]
-struct WireMetas<'a> {
-    #[serde(borrow, default)]
-    metas: Vec<WireMeta<'a>>,
+struct WireMetas {
+    #[serde(default)]
+    metas: WireRefs,
 }
 
 /// `{key: {"metas": [...]}, ..}`, collected in payload order without
 /// hashing.
 #[derive(Default)]
-struct WireList<'a>(Vec<(Cow<'a, str>, WireMetas<'a>)>);
+struct WireList<'a>(Vec<(Cow<'a, str>, WireMetas)>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for WireList<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -198,7 +228,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireList<'a> {
                 mut map: M,
             ) -> Result<Self::Value, M::Error> {
                 let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some((key, metas)) = map.next_entry::<Cow<'a, str>, WireMetas<'a>>()? {
+                while let Some((key, metas)) = map.next_entry::<Cow<'a, str>, WireMetas>()? {
                     pairs.push((key, metas));
                 }
                 Ok(WireList(pairs))
@@ -220,14 +250,7 @@ struct WireDiff<'a> {
 fn owned(list: WireList<'_>) -> Presences {
     list.0
         .into_iter()
-        .map(|(key, metas)| {
-            let refs = metas
-                .metas
-                .into_iter()
-                .map(|m| id(m.phx_ref.as_deref().unwrap_or_default()))
-                .collect();
-            (id(&key), refs)
-        })
+        .map(|(key, metas)| (id(&key), metas.metas.0))
         .collect()
 }
 
