@@ -147,12 +147,7 @@ impl<C: Channel> Run<C> {
     /// presences however the task ends (return, panic or abort).
     fn subscribe(&mut self) -> Membership {
         let session = &self.socket.session;
-        let intercepts: Arc<[String]> = self
-            .channel
-            .intercepts()
-            .iter()
-            .map(|e| (*e).to_owned())
-            .collect();
+        let intercepts = self.channel.intercepts();
         let id = session.pubsub.subscribe(
             &self.socket.topic,
             Subscriber {

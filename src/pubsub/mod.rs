@@ -38,7 +38,7 @@ pub(crate) enum Target {
     Channel {
         outbound: Outbound,
         serializer: Serializer,
-        intercepts: Arc<[String]>,
+        intercepts: &'static [&'static str],
         mailbox: crate::channel::Mailbox,
     },
     /// A socket listening on its id topic for `disconnect`.
@@ -98,7 +98,7 @@ impl PubSub {
                     intercepts,
                     mailbox,
                 } => {
-                    if intercepts.iter().any(|e| e == event) {
+                    if intercepts.contains(&event) {
                         mailbox.intercepted(&broadcast, outbound.control());
                     } else if let Some(frame) = encoded.get(*serializer) {
                         // A full queue disconnects that client; others go on.
