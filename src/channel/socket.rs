@@ -82,13 +82,22 @@ impl ChannelSocket {
     }
 
     /// The socket's assigns, set by the socket's connect callback.
-    pub fn assigns(&self) -> &serde_json::Map<String, serde_json::Value> {
-        &self.session.assigns
+    pub fn assigns(&self) -> impl Iterator<Item = (&str, &serde_json::Value)> {
+        self.session.assigns.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// One assign, if set.
+    pub fn assign(&self, key: &str) -> Option<&serde_json::Value> {
+        self.session
+            .assigns
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     /// One assign as a string, if it is one.
     pub fn assign_str(&self, key: &str) -> Option<&str> {
-        self.session.assigns.get(key).and_then(|v| v.as_str())
+        self.assign(key).and_then(|v| v.as_str())
     }
 
     /// Push `event` with `payload` to this client only.

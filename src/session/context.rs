@@ -15,6 +15,8 @@ pub struct SessionContext {
     pub(crate) outbound: Outbound,
     pub(crate) pubsub: PubSub,
     pub(crate) presence: Option<Presence>,
-    pub(crate) assigns: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The socket assigns as a compact slice (a one-entry map would cost a
+    /// whole B-tree node per connection).
+    pub(crate) assigns: Arc<[(String, serde_json::Value)]>,
     pub(crate) control: SessionControl,
 }

@@ -106,7 +106,7 @@ pub(crate) fn prepare<I: InboundSource>(
         outbound,
         pubsub: shared.pubsub.clone(),
         presence: shared.presence.clone(),
-        assigns: Arc::new(connected.assigns),
+        assigns: connected.assigns.into_iter().collect(),
         control: control.clone(),
     };
     let id_subscription = connected.id.as_ref().map(|id| {

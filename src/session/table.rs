@@ -1,6 +1,5 @@
 //! The joined channels of one session: at most one per topic.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
@@ -32,40 +31,47 @@ impl ChannelEntry {
     }
 }
 
-/// topic -> joined channel.
+/// topic -> joined channel. A vector: a connection joins a handful of
+/// topics (at most `max_channels`), and an empty or one-entry hash map
+/// costs more memory than a linear scan costs time.
 #[derive(Default)]
 pub(crate) struct ChannelTable {
-    by_topic: HashMap<String, ChannelEntry>,
+    entries: Vec<(String, ChannelEntry)>,
 }
 
 impl ChannelTable {
     pub(crate) fn len(&self) -> usize {
-        self.by_topic.len()
+        self.entries.len()
     }
 
     pub(crate) fn get_mut(&mut self, topic: &str) -> Option<&mut ChannelEntry> {
-        self.by_topic.get_mut(topic)
+        self.entries
+            .iter_mut()
+            .find(|(t, _)| t == topic)
+            .map(|(_, entry)| entry)
     }
 
+    /// Add or replace the channel of `topic`.
     pub(crate) fn insert(&mut self, topic: String, entry: ChannelEntry) {
-        self.by_topic.insert(topic, entry);
+        self.remove(&topic);
+        self.entries.push((topic, entry));
     }
 
     pub(crate) fn remove(&mut self, topic: &str) -> Option<ChannelEntry> {
-        self.by_topic.remove(topic)
+        let index = self.entries.iter().position(|(t, _)| t == topic)?;
+        Some(self.entries.swap_remove(index).1)
     }
 
     pub(crate) fn remove_by_id(&mut self, channel_id: u64) -> Option<(String, ChannelEntry)> {
-        let topic = self
-            .by_topic
+        let index = self
+            .entries
             .iter()
-            .find(|(_, entry)| entry.channel_id == channel_id)
-            .map(|(topic, _)| topic.clone())?;
-        self.by_topic.remove_entry(&topic)
+            .position(|(_, entry)| entry.channel_id == channel_id)?;
+        Some(self.entries.swap_remove(index))
     }
 
     /// Forget every channel (their tasks are stopped by the session token).
     pub(crate) fn clear(&mut self) {
-        self.by_topic.clear();
+        self.entries = Vec::new();
     }
 }
