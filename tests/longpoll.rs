@@ -1,6 +1,8 @@
 //! End-to-end tests of the LongPoll transport: a real endpoint on
 //! 127.0.0.1, plain HTTP/1.1 requests, Phoenix's JSON status protocol.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,8 +17,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 /// What the test channels record: `"join <topic>"`, `"terminate <topic> <reason>"`.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -60,12 +61,13 @@ impl Channel for TestChannel {
     }
 }
 
-/// A running endpoint; dropping it shuts the server down.
+/// A running endpoint and what its channels logged; dropping it shuts the
+/// server down.
 struct Server {
     addr: SocketAddr,
     endpoint: Endpoint,
     log: Log,
-    _shutdown: oneshot::Sender<()>,
+    _running: support::Server,
 }
 
 /// Serve `/socket` (longpoll on, poll window `window`): `reject=1` and the
@@ -97,18 +99,14 @@ async fn serve(window: Duration) -> Server {
             longpoll_window: window,
             ..SocketOptions::default()
         });
-    let endpoint = Endpoint::builder().socket("/socket", socket).build();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(endpoint.clone().serve(listener, async move {
-        let _ = rx.await;
-    }));
+    let running =
+        support::Server::start_endpoint(Endpoint::builder().socket("/socket", socket).build())
+            .await;
     Server {
-        addr,
-        endpoint,
+        addr: running.addr,
+        endpoint: running.endpoint.clone(),
         log,
-        _shutdown: tx,
+        _running: running,
     }
 }
 
