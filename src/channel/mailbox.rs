@@ -1,9 +1,9 @@
-//! The mailbox of one channel task: everything it handles, in order.
+//! What a channel handles, in order: the messages its session queues for it.
 
 use fawkes_protocol::{Broadcast, Payload};
 
 use super::Info;
-use crate::session::{QueueSender, SessionControl, TryPushError};
+use crate::session::{SessionControl, TryPushError};
 
 /// An event pushed by the client.
 #[derive(Debug)]
@@ -13,8 +13,8 @@ pub(crate) struct Incoming {
     pub(crate) ref_: Option<String>,
 }
 
-/// A message for a channel task. Large variants are boxed: the mailbox
-/// preallocates slots, and most channels sit idle.
+/// A message for one channel. Large variants are boxed: messages wait in
+/// queues, and most channels sit idle.
 #[derive(Debug)]
 pub(crate) enum ChannelMsg {
     /// An event pushed by the client.
@@ -27,20 +27,28 @@ pub(crate) enum ChannelMsg {
     Info(Info),
 }
 
-/// The sending side of a channel's mailbox.
+/// Sends messages to one channel: through its session, which runs the
+/// channel's callbacks one at a time.
 #[derive(Clone, Debug)]
-pub(crate) struct Mailbox(pub(crate) QueueSender<ChannelMsg>);
+pub(crate) struct Mailbox {
+    pub(crate) control: SessionControl,
+    pub(crate) channel_id: u64,
+}
 
 impl Mailbox {
-    /// Hand an intercepted broadcast to the channel without waiting; a full
-    /// mailbox means the client's channel cannot keep up, so its session is
-    /// closed as a slow client.
-    pub(crate) fn intercepted(&self, broadcast: &Broadcast, control: &SessionControl) {
-        if let Err((TryPushError::Full, _)) = self
-            .0
-            .try_push(ChannelMsg::Out(Box::new(broadcast.clone())))
-        {
-            control.overflowed();
-        }
+    /// Queue `msg` without waiting.
+    pub(crate) fn send(&self, msg: ChannelMsg) -> Result<(), TryPushError> {
+        self.control.to_channel(self.channel_id, msg)
+    }
+
+}
+
+/// Hand an intercepted broadcast to channel `channel_id` of the session
+/// behind `control` without waiting; a full queue means the client's
+/// channels cannot keep up, so its session is closed as a slow client.
+pub(crate) fn send_intercepted(control: &SessionControl, channel_id: u64, broadcast: &Broadcast) {
+    let msg = ChannelMsg::Out(Box::new(broadcast.clone()));
+    if let Err(TryPushError::Full) = control.to_channel(channel_id, msg) {
+        control.overflowed();
     }
 }

@@ -1,24 +1,24 @@
 //! Channels: the [`Channel`] trait an application implements (in the spirit
-//! of `Phoenix.Channel`), the values its callbacks return, and the task that
-//! runs one joined channel in isolation.
+//! of `Phoenix.Channel`), the values its callbacks return, and how one
+//! joined channel runs them in isolation.
 
 mod info;
+mod instance;
 mod mailbox;
 mod reply;
 mod router;
 mod socket;
-mod task;
 
 use std::future::Future;
 
 use fawkes_protocol::Payload;
 
 pub use info::Info;
-pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
+pub(crate) use mailbox::{send_intercepted, ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;
 pub use socket::{ChannelSocket, InfoError, InfoSender, PushError};
-pub(crate) use task::{ChannelExit, ExitKind, JoinOutcome, StartChannel};
+pub(crate) use instance::{AnyChannel, ExitKind, Handled, Step};
 
 /// The outcome of [`Channel::join`].
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +60,7 @@ pub enum HandleResult {
     },
 }
 
-/// Why a channel task is ending, passed to [`Channel::terminate`].
+/// Why a channel is ending, passed to [`Channel::terminate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TerminateReason {
     /// The client sent `phx_leave`.
@@ -76,8 +76,9 @@ pub enum TerminateReason {
 }
 
 /// One channel type, in the spirit of `Phoenix.Channel`. An instance is
-/// created for each join and owns its state; its callbacks run one at a time
-/// in a task of its own, so a panic affects only this channel.
+/// created for each join and owns its state; its callbacks run one at a time,
+/// each in a task of its own (an idle channel holds no task), so a panic
+/// affects only this channel.
 pub trait Channel: Send + 'static {
     /// Broadcast events that go through [`Channel::handle_out`] instead of
     /// straight to the client (Phoenix's `intercept`).

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use super::task::{self, SpawnedChannel, StartChannel};
-use super::Channel;
+use fawkes_protocol::Payload;
+use tokio::task::JoinHandle;
 
-type Starter = Arc<dyn Fn(StartChannel) -> SpawnedChannel + Send + Sync>;
+use super::instance::{self, Joined};
+use super::{Channel, ChannelSocket};
+
+type Starter = Arc<dyn Fn(ChannelSocket, Payload) -> JoinHandle<Joined> + Send + Sync>;
 
 /// An ordered list of topic patterns: an exact topic, or a prefix ending in
 /// `*` (`"room:*"` matches every topic starting with `"room:"`). The first
@@ -30,16 +33,19 @@ impl Router {
         F: Fn() -> C + Send + Sync + 'static,
         C: Channel,
     {
-        let starter: Starter = Arc::new(move |start| task::spawn(factory(), start));
+        let starter: Starter =
+            Arc::new(move |socket, params| instance::join(factory(), socket, params));
         self.routes.push((pattern.into(), starter));
     }
 
-    /// Start a channel for `topic` if a pattern matches it.
-    pub(crate) fn start(&self, topic: &str, start: StartChannel) -> Option<SpawnedChannel> {
-        self.routes
+    /// Create the channel for `socket`'s topic, if a pattern matches it,
+    /// and run its join callback with `params`.
+    pub(crate) fn join(&self, socket: ChannelSocket, params: Payload) -> Option<JoinHandle<Joined>> {
+        let (_, starter) = self
+            .routes
             .iter()
-            .find(|(pattern, _)| matches(pattern, topic))
-            .map(|(_, starter)| starter(start))
+            .find(|(pattern, _)| matches(pattern, &socket.topic))?;
+        Some(starter(socket, params))
     }
 
     /// Whether a pattern matches `topic`.

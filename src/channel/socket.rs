@@ -23,10 +23,11 @@ pub enum PushError {
 /// Why an info message could not be delivered.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InfoError {
-    /// The channel has ended.
+    /// The channel's session has ended (a message for a channel that ended
+    /// while its session lives on is dropped by the session).
     #[error("channel has ended")]
     Closed,
-    /// The channel's mailbox is full.
+    /// The session's queue of channel messages is full.
     #[error("channel mailbox is full")]
     Full,
 }
@@ -39,9 +40,8 @@ impl InfoSender {
     /// Deliver `value` to the channel's `handle_info`.
     pub fn send<T: std::any::Any + Send>(&self, value: T) -> Result<(), InfoError> {
         self.0
-             .0
-            .try_push(ChannelMsg::Info(Info::new(value)))
-            .map_err(|(error, _)| match error {
+            .send(ChannelMsg::Info(Info::new(value)))
+            .map_err(|error| match error {
                 TryPushError::Full => InfoError::Full,
                 TryPushError::Closed => InfoError::Closed,
             })
@@ -54,7 +54,6 @@ pub struct ChannelSocket {
     pub(crate) topic: String,
     pub(crate) join_ref: Option<String>,
     pub(crate) channel_id: u64,
-    pub(crate) mailbox: Mailbox,
     pub(crate) subscription: Option<SubscriptionId>,
     pub(crate) current_ref: Option<String>,
     /// Presence diffs produced by the running callback, sent after it.
@@ -149,7 +148,10 @@ impl ChannelSocket {
 
     /// A handle that sends `handle_info` messages to this channel.
     pub fn info_sender(&self) -> InfoSender {
-        InfoSender(self.mailbox.clone())
+        InfoSender(Mailbox {
+            control: self.session.control.clone(),
+            channel_id: self.channel_id,
+        })
     }
 
     /// Presence on this channel's topic, owned by this channel: entries it

@@ -34,12 +34,13 @@ impl std::fmt::Debug for PubSub {
 
 /// Where a subscriber's broadcasts go.
 pub(crate) enum Target {
-    /// A joined channel: fastlane to its session, or its task for intercepted events.
+    /// A joined channel: fastlane to its session's outbound queue, or to
+    /// the channel's `handle_out` for intercepted events.
     Channel {
         outbound: Outbound,
         serializer: Serializer,
         intercepts: &'static [&'static str],
-        mailbox: crate::channel::Mailbox,
+        channel_id: u64,
     },
     /// A socket listening on its id topic for `disconnect`.
     Socket { control: SessionControl },
@@ -96,10 +97,10 @@ impl PubSub {
                     outbound,
                     serializer,
                     intercepts,
-                    mailbox,
+                    channel_id,
                 } => {
                     if intercepts.contains(&event) {
-                        mailbox.intercepted(&broadcast, outbound.control());
+                        crate::channel::send_intercepted(outbound.control(), *channel_id, &broadcast);
                     } else if let Some(frame) = encoded.get(*serializer) {
                         // A full queue disconnects that client; others go on.
                         let _ = outbound.deliver(frame);

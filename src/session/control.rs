@@ -1,21 +1,25 @@
-//! Events that reach a session from outside its inbound frames: channel
-//! exits, remote disconnects, queue overflow.
+//! What reaches a session from outside its inbound frames: messages for its
+//! channels (intercepted broadcasts, `handle_info`), remote disconnects and
+//! queue overflow.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::queue::{queue, QueueReceiver, QueueSender};
+use super::queue::{queue, QueueReceiver, QueueSender, TryPushError};
 
-use crate::channel::ChannelExit;
+use crate::channel::ChannelMsg;
+
+/// How many channel messages may wait for one session's channels.
+const CHANNEL_MESSAGES: usize = 1024;
 
 /// Something the session loop must act on.
 #[derive(Debug)]
 pub(crate) enum SessionEvent {
-    /// A channel task ended.
-    ChannelExit(ChannelExit),
+    /// A message for the channel with this id.
+    Channel(u64, ChannelMsg),
     /// A `disconnect` broadcast arrived on the socket's id topic.
     Disconnect,
-    /// The outbound queue overflowed.
+    /// The outbound queue or the channel messages overflowed.
     Overflow,
 }
 
@@ -29,9 +33,7 @@ pub struct SessionControl {
 impl SessionControl {
     /// A new control handle and the session's receiving end.
     pub(crate) fn new() -> (Self, QueueReceiver<SessionEvent>) {
-        // Unbounded in practice: events are few (one per channel exit, one
-        // overflow at most), and nothing may block on sending one.
-        let (tx, rx) = queue(usize::MAX);
+        let (tx, rx) = queue(CHANNEL_MESSAGES);
         (
             Self {
                 tx,
@@ -41,21 +43,24 @@ impl SessionControl {
         )
     }
 
-    pub(crate) fn send(&self, event: SessionEvent) {
-        // The session may already be gone; then nobody needs the event.
-        let _ = self.tx.try_push(event);
+    /// Queue `msg` for channel `channel_id` without waiting.
+    pub(crate) fn to_channel(&self, channel_id: u64, msg: ChannelMsg) -> Result<(), TryPushError> {
+        self.tx
+            .try_push(SessionEvent::Channel(channel_id, msg))
+            .map_err(|(error, _)| error)
     }
 
     /// Report an overflow once; later ones are dropped so a stuck client
     /// cannot grow the control queue.
     pub(crate) fn overflowed(&self) {
         if !self.overflowed.swap(true, Ordering::AcqRel) {
-            self.send(SessionEvent::Overflow);
+            // The session may already be gone; then nobody needs the event.
+            let _ = self.tx.push_past_capacity(SessionEvent::Overflow);
         }
     }
 
     /// Ask the session to close as if its id received a `disconnect`.
     pub(crate) fn disconnect(&self) {
-        self.send(SessionEvent::Disconnect);
+        let _ = self.tx.push_past_capacity(SessionEvent::Disconnect);
     }
 }

@@ -1,7 +1,7 @@
 //! One connected client, whatever its transport: decodes inbound frames with
-//! the socket's serializer, answers heartbeats, routes joins to channel
-//! tasks, keeps the table of joined channels, and owns the single close
-//! path.
+//! the socket's serializer, answers heartbeats, joins channels and hands
+//! each its messages one at a time, keeps the table of joined channels, and
+//! owns the single close path.
 
 mod context;
 mod control;
@@ -11,7 +11,7 @@ mod reason;
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use fawkes_protocol::{Message, Payload, Reply, Serializer};
@@ -25,13 +25,15 @@ pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use outbound::{Outbound, QueueError, WireFrame};
-pub(crate) use queue::{queue, QueueReceiver, QueueSender, TryPushError};
+pub(crate) use queue::{QueueReceiver, TryPushError};
 pub use reason::DisconnectReason;
 
-use crate::channel::{ChannelExit, ExitKind, JoinOutcome, StartChannel, TerminateReason};
+use crate::channel::{
+    ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, Step, TerminateReason,
+};
 use crate::pubsub::{Subscriber, SubscriptionId, Target};
 use crate::socket::{Connected, SocketConfig};
-use table::{ChannelEntry, ChannelState, ChannelTable};
+use table::{ChannelEntry, ChannelTable, MAX_WAITING};
 
 /// One frame received from the client.
 #[derive(Debug, Clone)]
@@ -100,7 +102,6 @@ pub(crate) fn prepare<I: InboundSource>(
 ) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
-    let closed = shared.shutdown.child_token();
     let context = SessionContext {
         serializer,
         outbound,
@@ -122,7 +123,6 @@ pub(crate) fn prepare<I: InboundSource>(
         socket,
         context,
         channels: ChannelTable::default(),
-        closed,
         shutdown: shared.shutdown.clone(),
         id_subscription,
     };
@@ -139,8 +139,6 @@ struct Session {
     socket: Arc<SocketConfig>,
     context: SessionContext,
     channels: ChannelTable,
-    /// Cancelled when this session ends: every channel task stops.
-    closed: CancellationToken,
     shutdown: CancellationToken,
     id_subscription: Option<(String, SubscriptionId)>,
 }
@@ -160,6 +158,9 @@ impl Session {
                         break reason;
                     }
                 }
+                (channel_id, handled) = self.channels.next_finished() => {
+                    self.on_handled(channel_id, handled);
+                }
                 frame = inbound.next_frame() => match frame {
                     Err(reason) => break reason,
                     Ok(frame) => {
@@ -174,8 +175,8 @@ impl Session {
         reason
     }
 
-    /// The single close path: stop every channel (their tasks unsubscribe
-    /// and untrack presences) and leave the id topic.
+    /// The single close path: end every channel (each leaves its topic,
+    /// untracks its presences and runs `terminate`) and leave the id topic.
     fn close(&mut self, reason: &DisconnectReason) {
         match reason {
             DisconnectReason::ClientClosed => tracing::debug!("session closed by client"),
@@ -184,11 +185,10 @@ impl Session {
         self.release();
     }
 
-    /// Stop the channels and leave the id topic (idempotent; also run on
+    /// End the channels and leave the id topic (idempotent; also run on
     /// drop, so a session future dropped mid-way leaks nothing).
     fn release(&mut self) {
-        self.closed.cancel();
-        self.channels.clear();
+        self.channels.clear(&TerminateReason::Closed);
         if let Some((topic, id)) = self.id_subscription.take() {
             self.context.pubsub.unsubscribe(&topic, id);
         }
@@ -198,19 +198,28 @@ impl Session {
         match event {
             SessionEvent::Disconnect => Some(DisconnectReason::Disconnected),
             SessionEvent::Overflow => Some(DisconnectReason::SlowClient),
-            SessionEvent::ChannelExit(exit) => {
-                self.on_channel_exit(exit);
+            SessionEvent::Channel(channel_id, msg) => {
+                self.channels.deliver(channel_id, msg);
                 None
             }
         }
     }
 
-    fn on_channel_exit(&mut self, exit: ChannelExit) {
-        let Some((topic, entry)) = self.channels.remove_by_id(exit.channel_id) else {
+    /// A channel's callback finished: keep the channel, or end it and tell
+    /// the client (`phx_close` after a leave or a normal stop, `phx_error`
+    /// after a crash or an abnormal stop).
+    fn on_handled(&mut self, channel_id: u64, handled: Handled) {
+        let Handled { channel, step } = handled;
+        let (channel, reason, kind) = match (channel, step) {
+            (Some(channel), Step::Continue) => return self.channels.resume(channel_id, channel),
+            (None, Step::Continue) => (None, TerminateReason::Crashed, ExitKind::Error),
+            (channel, Step::End(reason, kind)) => (channel, reason, kind),
+        };
+        let Some((topic, entry)) = self.channels.remove_by_id(channel_id) else {
             return;
         };
-        let (event, payload) = match exit.kind {
-            ExitKind::Silent => return,
+        tracing::debug!(topic = %topic, ?reason, "channel ended");
+        let (event, payload) = match kind {
             ExitKind::Close => ("phx_close", json!({})),
             ExitKind::Error => ("phx_error", json!({"reason": "channel_crash"})),
         };
@@ -221,6 +230,10 @@ impl Session {
             event: event.to_owned(),
             payload: Payload::Json(payload),
         });
+        // After the client is told, so nothing `terminate` pushes precedes it.
+        if let Some(channel) = channel {
+            channel.terminate(reason);
+        }
     }
 
     async fn on_frame(&mut self, frame: InFrame) -> Result<(), DisconnectReason> {
@@ -253,19 +266,23 @@ impl Session {
             tracing::debug!(topic = %msg.topic, "dropping message with stale join_ref");
             return;
         }
+        let channel_id = entry.channel_id;
         let channel_msg = if msg.event == "phx_leave" {
-            entry.state = ChannelState::Leaving;
-            crate::channel::ChannelMsg::Leave { ref_: msg.ref_ }
+            ChannelMsg::Leave { ref_: msg.ref_ }
         } else {
-            crate::channel::ChannelMsg::In(Box::new(crate::channel::Incoming {
+            ChannelMsg::In(Box::new(Incoming {
                 event: msg.event,
                 payload: msg.payload,
                 ref_: msg.ref_,
             }))
         };
-        let mailbox = entry.mailbox.clone();
-        // The channel may have just ended; its exit event is on the way.
-        let _ = mailbox.0.push(channel_msg).await;
+        // A client pushing faster than its channel handles waits here: the
+        // socket is not read until the channel catches up.
+        while self.channels.waiting(channel_id) >= MAX_WAITING {
+            let (finished, handled) = self.channels.next_finished().await;
+            self.on_handled(finished, handled);
+        }
+        self.channels.deliver(channel_id, channel_msg);
     }
 
     fn unjoined(&mut self, msg: Message) {
@@ -283,72 +300,78 @@ impl Session {
             tracing::warn!(topic = %msg.topic, "ignoring join of unmatched topic");
             return self.reply(None, msg.ref_, msg.topic, "error", unmatched_topic());
         }
-        let replaced = self.channels.remove(&msg.topic);
-        if let Some(old) = &replaced {
+        let replaced = self.channels.remove(&msg.topic).map(|old| {
             tracing::debug!(topic = %msg.topic, "duplicate join: closing the previous channel");
-            old.kill(TerminateReason::DuplicateJoin);
-        } else if self.channels.len() >= self.socket.options.max_channels {
+            let join_ref = old.join_ref.clone();
+            self.channels.end(old, TerminateReason::DuplicateJoin);
+            join_ref
+        });
+        if replaced.is_none() && self.channels.len() >= self.socket.options.max_channels {
             tracing::error!(topic = %msg.topic, "too many channels joined");
             let reason = Payload::Json(json!({"reason": "too many channels joined"}));
             return self.reply(join_ref, msg.ref_, msg.topic, "error", reason);
         }
 
         let channel_id = NEXT_CHANNEL_ID.fetch_add(1, Ordering::Relaxed);
-        let kill = self.closed.child_token();
-        let kill_reason = Arc::new(OnceLock::new());
-        let start = StartChannel {
+        let socket = ChannelSocket {
             session: self.context.clone(),
             topic: msg.topic.clone(),
             join_ref: join_ref.clone(),
-            params: msg.payload,
             channel_id,
-            kill: kill.clone(),
-            kill_reason: kill_reason.clone(),
+            subscription: None,
+            current_ref: None,
+            held_diffs: Default::default(),
         };
-        let Some(spawned) = self.socket.router.start(&msg.topic, start) else {
+        let Some(mut joining) = self.socket.router.join(socket, msg.payload) else {
             return;
         };
-        match spawned.joined.await {
-            Ok(JoinOutcome::Joined(response)) => {
-                self.reply(
-                    join_ref.clone(),
-                    msg.ref_,
-                    msg.topic.clone(),
-                    "ok",
-                    response,
-                );
-                self.channels.insert(
-                    msg.topic.clone(),
-                    ChannelEntry {
-                        channel_id,
-                        join_ref,
-                        mailbox: spawned.mailbox,
-                        state: ChannelState::Joined,
-                        kill,
-                        kill_reason,
-                    },
-                );
-                self.close_replaced(replaced, &msg.topic);
-                let _ = spawned.go.send(());
+        // Other channels' callbacks go on finishing while this one joins.
+        let joined = loop {
+            tokio::select! {
+                biased;
+                joined = &mut joining => break joined,
+                (finished, handled) = self.channels.next_finished() => {
+                    self.on_handled(finished, handled);
+                }
             }
-            Ok(JoinOutcome::Refused(response)) => {
-                self.reply(join_ref, msg.ref_, msg.topic.clone(), "error", response);
-                self.close_replaced(replaced, &msg.topic);
+        };
+        let topic = msg.topic;
+        match joined {
+            Ok(Some((mut channel, JoinResult::Ok(response)))) => {
+                // Subscribed before the reply, as Phoenix; the presence diffs
+                // the join produced go out after it.
+                channel.subscribe();
+                self.reply(join_ref.clone(), msg.ref_, topic.clone(), "ok", response);
+                self.close_replaced(replaced, &topic);
+                channel.socket().flush_presence();
+                let entry = ChannelEntry {
+                    channel_id,
+                    join_ref,
+                    idle: None,
+                    waiting: Default::default(),
+                };
+                self.channels.insert(topic, entry);
+                self.channels.resume(channel_id, channel);
             }
-            Err(_) => {
+            Ok(Some((channel, JoinResult::Error(response)))) => {
+                self.reply(join_ref, msg.ref_, topic.clone(), "error", response);
+                self.close_replaced(replaced, &topic);
+                channel.socket().flush_presence();
+            }
+            Ok(None) | Err(_) => {
                 let reason = Payload::Json(json!({"reason": "join crashed"}));
-                self.reply(join_ref, msg.ref_, msg.topic.clone(), "error", reason);
-                self.close_replaced(replaced, &msg.topic);
+                self.reply(join_ref, msg.ref_, topic.clone(), "error", reason);
+                self.close_replaced(replaced, &topic);
             }
         }
     }
 
     /// After a duplicate join's reply, tell the client its old instance closed.
-    fn close_replaced(&mut self, replaced: Option<ChannelEntry>, topic: &str) {
-        if let Some(old) = replaced {
+    fn close_replaced(&mut self, replaced: Option<Option<String>>, topic: &str) {
+        if let Some(join_ref) = replaced {
             self.send_message(Message {
-                join_ref: old.join_ref.clone(),
-                ref_: old.join_ref,
+                join_ref: join_ref.clone(),
+                ref_: join_ref,
                 topic: topic.to_owned(),
                 event: "phx_close".to_owned(),
                 payload: Payload::empty(),

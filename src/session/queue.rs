@@ -1,10 +1,10 @@
 //! A bounded queue that holds no memory while it is empty.
 //!
-//! Every connection has a few (outbound frames, control events, a mailbox
-//! per channel) and most connections are idle most of the time; tokio's
-//! mpsc preallocates a block of slots per channel, this queue allocates only
-//! when items are waiting (and gives large buffers back once a burst has
-//! drained).
+//! Every connection has two (outbound frames; control events and channel
+//! messages) and most connections are idle most of the time; tokio's mpsc
+//! preallocates a block of slots per channel, this queue allocates only
+//! when items are waiting and frees its buffer when the receiver goes back
+//! to waiting.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,8 +33,6 @@ struct Shared<T> {
     state: Mutex<State<T>>,
     /// Items arrived (or the last sender left).
     ready: Notify,
-    /// Room freed (or the receiver left), for [`QueueSender::push`].
-    space: Notify,
     capacity: usize,
 }
 
@@ -53,7 +51,6 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             receiver_alive: true,
         }),
         ready: Notify::new(),
-        space: Notify::new(),
         capacity: capacity.max(1),
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
@@ -91,33 +88,28 @@ impl<T> Drop for QueueSender<T> {
 impl<T> QueueSender<T> {
     /// Queue `item` without waiting; a full or closed queue gives it back.
     pub(crate) fn try_push(&self, item: T) -> Result<(), (TryPushError, T)> {
+        self.push_within(item, self.0.capacity)
+    }
+
+    /// Queue `item` even when the queue is full (for the few events that
+    /// must not be lost, each sent at most once per session).
+    pub(crate) fn push_past_capacity(&self, item: T) -> Result<(), (TryPushError, T)> {
+        self.push_within(item, usize::MAX)
+    }
+
+    fn push_within(&self, item: T, capacity: usize) -> Result<(), (TryPushError, T)> {
         {
             let mut state = self.0.lock();
             if !state.receiver_alive {
                 return Err((TryPushError::Closed, item));
             }
-            if state.items.len() >= self.0.capacity {
+            if state.items.len() >= capacity {
                 return Err((TryPushError::Full, item));
             }
             state.items.push_back(item);
         }
         self.0.ready.notify_one();
         Ok(())
-    }
-
-    /// Queue `item`, waiting for room; `Err` gives it back when the
-    /// receiver is gone. Meant for one waiting sender at a time.
-    pub(crate) async fn push(&self, mut item: T) -> Result<(), T> {
-        loop {
-            match self.try_push(item) {
-                Ok(()) => return Ok(()),
-                Err((TryPushError::Closed, back)) => return Err(back),
-                Err((TryPushError::Full, back)) => item = back,
-            }
-            // A pop after the check above stores a permit, so this cannot
-            // miss it.
-            self.0.space.notified().await;
-        }
     }
 }
 
@@ -143,6 +135,10 @@ impl<T> QueueReceiver<T> {
                 if state.senders == 0 {
                     return None;
                 }
+                // Going to sleep: an idle connection keeps no buffer.
+                if state.items.capacity() > 0 {
+                    state.items = VecDeque::new();
+                }
             }
             // A push after the check above stores a permit, so this cannot
             // miss it.
@@ -157,13 +153,9 @@ impl<T> QueueReceiver<T> {
     }
 
     fn pop(&self, state: &mut State<T>) -> Option<T> {
-        let was_full = state.items.len() >= self.0.capacity;
         let item = state.items.pop_front()?;
         if state.items.is_empty() && state.items.capacity() > SHRINK_ABOVE {
             state.items = VecDeque::new();
-        }
-        if was_full {
-            self.0.space.notify_one();
         }
         Some(item)
     }
@@ -171,12 +163,9 @@ impl<T> QueueReceiver<T> {
 
 impl<T> Drop for QueueReceiver<T> {
     fn drop(&mut self) {
-        {
-            let mut state = self.0.lock();
-            state.receiver_alive = false;
-            state.items = VecDeque::new();
-        }
-        self.0.space.notify_one();
+        let mut state = self.0.lock();
+        state.receiver_alive = false;
+        state.items = VecDeque::new();
     }
 }
 
@@ -187,25 +176,6 @@ mod tests {
 
     fn frame(n: u8) -> WireFrame {
         WireFrame::Binary(bytes::Bytes::from(vec![n]))
-    }
-
-    #[tokio::test]
-    async fn push_waits_for_room_and_fails_when_the_receiver_leaves() {
-        let (tx, mut rx) = queue::<u8>(1);
-        tx.try_push(1).expect("room");
-        let tx2 = tx.clone();
-        let waiting = tokio::spawn(async move { tx2.push(2).await });
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "push waits while the queue is full");
-        assert_eq!(rx.recv().await, Some(1));
-        assert_eq!(waiting.await.expect("task"), Ok(()));
-        assert_eq!(rx.recv().await, Some(2));
-        tx.try_push(3).expect("room");
-        let tx3 = tx.clone();
-        let blocked = tokio::spawn(async move { tx3.push(4).await });
-        tokio::task::yield_now().await;
-        drop(rx);
-        assert_eq!(blocked.await.expect("task"), Err(4));
     }
 
     #[tokio::test]
@@ -223,6 +193,20 @@ mod tests {
         drop(tx2);
         assert_eq!(rx.recv().await, Some(frame(4)));
         assert_eq!(rx.recv().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_waits_frees_the_buffer_and_overflow_events_pass() {
+        let (tx, mut rx) = queue(1);
+        tx.try_push(frame(1)).expect("room");
+        assert_eq!(tx.try_push(frame(2)), Err((TryPushError::Full, frame(2))));
+        tx.push_past_capacity(frame(3)).expect("past capacity");
+        assert_eq!(rx.recv().await, Some(frame(1)));
+        assert_eq!(rx.recv().await, Some(frame(3)));
+        assert!(rx.0.lock().items.capacity() > 0, "drained, not yet waiting");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await;
+        assert!(waiting.is_err(), "nothing queued");
+        assert_eq!(rx.0.lock().items.capacity(), 0, "a waiting receiver holds no buffer");
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The WebSocket transport: the HTTP upgrade (with Phoenix's checks, in
-//! Phoenix's order) and one task that moves frames between the socket and
-//! its session.
+//! Phoenix's order) and the one task per connection that runs its session,
+//! reading the socket, next to the writer that drains its outbound queue.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -200,9 +200,9 @@ impl session::InboundSource for WsInbound {
     }
 }
 
-/// Run one websocket connection: the session in this task (reading the
-/// socket), writing in a task of its own so a burst of outbound frames never
-/// waits on the session; then the close frame the reason maps to.
+/// Run one websocket connection in this task: the session (reading the
+/// socket) and the writer side by side, so neither waits on the other; then
+/// the close frame the reason maps to.
 async fn run(
     ws: WebSocketStream<TokioIo<Upgraded>>,
     socket: Arc<Socket>,
@@ -219,15 +219,19 @@ async fn run(
     };
     let (session, outbound) = session::prepare(socket, &shared, serializer, connected, inbound);
     let (close_tx, close_rx) = oneshot::channel();
-    let mut writer = tokio::spawn(write(sink, outbound, close_rx));
-    let reason = session.await;
+    let mut writer = std::pin::pin!(write(sink, outbound, close_rx));
+    let mut session = std::pin::pin!(session);
+    let mut writer_done = false;
+    let reason = loop {
+        tokio::select! {
+            reason = &mut session => break reason,
+            () = &mut writer, if !writer_done => writer_done = true,
+        }
+    };
     let _ = close_tx.send(reason.close_code());
     // A client that does not read cannot hold the task: give up after a while.
-    if tokio::time::timeout(2 * CLOSE_TIMEOUT, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
+    if !writer_done {
+        let _ = tokio::time::timeout(2 * CLOSE_TIMEOUT, writer).await;
     }
 }
 

@@ -1,0 +1,232 @@
+//! One joined channel: its state between callbacks, and the task that runs
+//! each callback.
+//!
+//! An idle channel holds no task: its session keeps the state (the
+//! [`Channel`] value and its [`ChannelSocket`]) and, for each message,
+//! spawns a task that owns the state while the callback runs and hands it
+//! back when done. Callbacks of one channel therefore run one at a time,
+//! channels of one socket run concurrently, and a panic ends that callback's
+//! task and that channel only.
+
+use std::panic::AssertUnwindSafe;
+
+use fawkes_protocol::Payload;
+use futures_util::FutureExt;
+use tokio::task::JoinHandle;
+
+use super::{
+    Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Reply, StopReason,
+    TerminateReason,
+};
+use crate::pubsub::{Subscriber, Target};
+
+/// How a joined channel ended, as the client must be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExitKind {
+    /// `phx_close`: left, or stopped normally.
+    Close,
+    /// `phx_error`: crashed or stopped abnormally.
+    Error,
+}
+
+/// What one handled message means for the channel.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Keep the channel.
+    Continue,
+    /// End it, telling the client with `ExitKind`.
+    End(TerminateReason, ExitKind),
+}
+
+/// The result of one callback task: the channel's state back (none after a
+/// panic) and what happens next.
+pub(crate) struct Handled {
+    pub(crate) channel: Option<Box<dyn AnyChannel>>,
+    pub(crate) step: Step,
+}
+
+/// The result of a join task: the channel's state and the join callback's
+/// answer, or `None` when the callback panicked.
+pub(crate) type Joined = Option<(Box<dyn AnyChannel>, JoinResult)>;
+
+/// A channel's state between callbacks, whatever its [`Channel`] type.
+pub(crate) trait AnyChannel: Send + 'static {
+    /// The channel's socket.
+    fn socket(&self) -> &ChannelSocket;
+    /// Subscribe to the topic (after a successful join).
+    fn subscribe(&mut self);
+    /// Handle `msg` in a task of its own.
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled>;
+    /// Run `terminate` for `reason` in a task of its own (not after a
+    /// crash); the state is dropped after it.
+    fn terminate(self: Box<Self>, reason: TerminateReason);
+}
+
+/// Run `channel`'s join callback in a task of its own.
+pub(crate) fn join<C: Channel>(
+    channel: C,
+    socket: ChannelSocket,
+    params: Payload,
+) -> JoinHandle<Joined> {
+    tokio::spawn(async move {
+        let mut this = Box::new(Instance { channel, socket });
+        let topic = this.socket.topic.clone();
+        let joining = this.channel.join(&topic, params, &mut this.socket);
+        let result = AssertUnwindSafe(joining).catch_unwind().await;
+        match result {
+            Ok(result) => Some((this as Box<dyn AnyChannel>, result)),
+            Err(_) => {
+                tracing::error!(topic = %topic, "channel join crashed");
+                this.socket.flush_presence();
+                None
+            }
+        }
+    })
+}
+
+/// A channel value and its socket.
+struct Instance<C> {
+    channel: C,
+    socket: ChannelSocket,
+}
+
+/// However the channel ends (left, stopped, replaced, crashed, its session
+/// closed), it leaves its topic and its presences leave with it.
+impl<C> Drop for Instance<C> {
+    fn drop(&mut self) {
+        let session = &self.socket.session;
+        if let Some(id) = self.socket.subscription.take() {
+            session.pubsub.unsubscribe(&self.socket.topic, id);
+        }
+        if let Some(presence) = &session.presence {
+            presence.untrack_owner(self.socket.presence_owner());
+        }
+    }
+}
+
+impl<C: Channel> AnyChannel for Instance<C> {
+    fn socket(&self) -> &ChannelSocket {
+        &self.socket
+    }
+
+    fn subscribe(&mut self) {
+        let session = &self.socket.session;
+        let id = session.pubsub.subscribe(
+            &self.socket.topic,
+            Subscriber {
+                target: Target::Channel {
+                    outbound: session.outbound.clone(),
+                    serializer: session.serializer,
+                    intercepts: self.channel.intercepts(),
+                    channel_id: self.socket.channel_id,
+                },
+            },
+        );
+        self.socket.subscription = Some(id);
+    }
+
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled> {
+        tokio::spawn(async move {
+            let mut this = self;
+            let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
+            this.socket.current_ref = None;
+            this.socket.flush_presence();
+            match step {
+                Ok(step) => Handled {
+                    channel: Some(this),
+                    step,
+                },
+                Err(_) => {
+                    tracing::error!(topic = %this.socket.topic, "channel crashed");
+                    Handled {
+                        channel: None,
+                        step: Step::End(TerminateReason::Crashed, ExitKind::Error),
+                    }
+                }
+            }
+        })
+    }
+
+    fn terminate(self: Box<Self>, reason: TerminateReason) {
+        if reason == TerminateReason::Crashed {
+            return;
+        }
+        // At runtime shutdown there is nowhere to run it; the state is
+        // still dropped (and leaves its topic).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut this = self;
+            let terminate = this.channel.terminate(&reason, &mut this.socket);
+            if AssertUnwindSafe(terminate).catch_unwind().await.is_err() {
+                tracing::error!(topic = %this.socket.topic, "channel terminate crashed");
+            }
+        });
+    }
+}
+
+impl<C: Channel> Instance<C> {
+    async fn handle_msg(&mut self, msg: ChannelMsg) -> Step {
+        match msg {
+            ChannelMsg::In(incoming) => {
+                let super::Incoming {
+                    event,
+                    payload,
+                    ref_,
+                } = *incoming;
+                self.socket.current_ref = ref_;
+                let result = self
+                    .channel
+                    .handle_in(&event, payload, &mut self.socket)
+                    .await;
+                self.apply(result)
+            }
+            ChannelMsg::Leave { ref_ } => {
+                self.socket.current_ref = ref_;
+                self.reply(Reply::ok_empty());
+                Step::End(TerminateReason::Left, ExitKind::Close)
+            }
+            ChannelMsg::Out(broadcast) => {
+                let result = self
+                    .channel
+                    .handle_out(&broadcast.event, broadcast.payload, &mut self.socket)
+                    .await;
+                self.apply(result)
+            }
+            ChannelMsg::Info(info) => {
+                let result = self.channel.handle_info(info, &mut self.socket).await;
+                self.apply(result)
+            }
+        }
+    }
+
+    fn apply(&mut self, result: HandleResult) -> Step {
+        match result {
+            HandleResult::NoReply => Step::Continue,
+            HandleResult::Reply(reply) => {
+                self.reply(reply);
+                Step::Continue
+            }
+            HandleResult::Stop { reason, reply } => {
+                if let Some(reply) = reply {
+                    self.reply(reply);
+                }
+                let kind = match reason {
+                    StopReason::Normal | StopReason::Shutdown => ExitKind::Close,
+                    StopReason::Crash(_) => ExitKind::Error,
+                };
+                Step::End(TerminateReason::Stopped(reason), kind)
+            }
+        }
+    }
+
+    /// Reply to the message being handled; a message without a ref gets none.
+    fn reply(&self, reply: Reply) {
+        if let Some(handle) = self.socket.reply_handle() {
+            if let Err(error) = handle.reply(reply) {
+                tracing::warn!(topic = %self.socket.topic, %error, "reply not sent");
+            }
+        }
+    }
+}
