@@ -40,7 +40,6 @@ impl Mailbox {
     pub(crate) fn send(&self, msg: ChannelMsg) -> Result<(), TryPushError> {
         self.control.to_channel(self.channel_id, msg)
     }
-
 }
 
 /// Hand an intercepted broadcast to channel `channel_id` of the session

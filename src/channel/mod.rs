@@ -14,11 +14,11 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use info::Info;
+pub(crate) use instance::{AnyChannel, ExitKind, Handled, Step};
 pub(crate) use mailbox::{send_intercepted, ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;
 pub use socket::{ChannelSocket, InfoError, InfoSender, PushError};
-pub(crate) use instance::{AnyChannel, ExitKind, Handled, Step};
 
 /// The outcome of [`Channel::join`].
 #[derive(Debug, Clone, PartialEq)]

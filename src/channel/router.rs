@@ -40,7 +40,11 @@ impl Router {
 
     /// Create the channel for `socket`'s topic, if a pattern matches it,
     /// and run its join callback with `params`.
-    pub(crate) fn join(&self, socket: ChannelSocket, params: Payload) -> Option<JoinHandle<Joined>> {
+    pub(crate) fn join(
+        &self,
+        socket: ChannelSocket,
+        params: Payload,
+    ) -> Option<JoinHandle<Joined>> {
         let (_, starter) = self
             .routes
             .iter()

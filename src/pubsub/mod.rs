@@ -100,7 +100,11 @@ impl PubSub {
                     channel_id,
                 } => {
                     if intercepts.contains(&event) {
-                        crate::channel::send_intercepted(outbound.control(), *channel_id, &broadcast);
+                        crate::channel::send_intercepted(
+                            outbound.control(),
+                            *channel_id,
+                            &broadcast,
+                        );
                     } else if let Some(frame) = encoded.get(*serializer) {
                         // A full queue disconnects that client; others go on.
                         let _ = outbound.deliver(frame);

@@ -1,10 +1,18 @@
 //! topic -> subscribers, behind one lock that is never held across an await.
+//!
+//! Most topics have one subscriber (a user's own topic, a socket id), so a
+//! topic's subscribers are a vector until it grows past [`FEW`], then a
+//! hash map: an idle joined connection pays for one small vector entry,
+//! and leaving a topic with thousands of subscribers stays cheap.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use super::Target;
+
+/// Subscribers kept in a vector before a topic switches to a hash map.
+const FEW: usize = 32;
 
 /// Identifies one subscription (one joined channel, or one socket id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -15,9 +23,61 @@ pub(crate) struct Subscriber {
     pub(crate) target: Target,
 }
 
+/// The subscribers of one topic.
+enum Subscribers {
+    Few(Vec<(SubscriptionId, Subscriber)>),
+    Many(HashMap<SubscriptionId, Subscriber>),
+}
+
+impl Subscribers {
+    fn insert(&mut self, id: SubscriptionId, subscriber: Subscriber) {
+        match self {
+            Subscribers::Few(few) if few.len() < FEW => {
+                few.reserve_exact(1);
+                few.push((id, subscriber));
+            }
+            Subscribers::Few(few) => {
+                let mut many: HashMap<_, _> = std::mem::take(few).into_iter().collect();
+                many.insert(id, subscriber);
+                *self = Subscribers::Many(many);
+            }
+            Subscribers::Many(many) => {
+                many.insert(id, subscriber);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: SubscriptionId) {
+        match self {
+            Subscribers::Few(few) => {
+                if let Some(index) = few.iter().position(|(i, _)| *i == id) {
+                    few.swap_remove(index);
+                }
+            }
+            Subscribers::Many(many) => {
+                many.remove(&id);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Subscribers::Few(few) => few.len(),
+            Subscribers::Many(many) => many.len(),
+        }
+    }
+
+    fn for_each(&self, mut f: impl FnMut(SubscriptionId, &Subscriber)) {
+        match self {
+            Subscribers::Few(few) => few.iter().for_each(|(id, s)| f(*id, s)),
+            Subscribers::Many(many) => many.iter().for_each(|(id, s)| f(*id, s)),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Registry {
-    topics: RwLock<HashMap<String, HashMap<SubscriptionId, Subscriber>>>,
+    topics: RwLock<HashMap<Box<str>, Subscribers>>,
     next_id: AtomicU64,
 }
 
@@ -25,18 +85,22 @@ impl Registry {
     pub(super) fn insert(&self, topic: &str, subscriber: Subscriber) -> SubscriptionId {
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
-        topics
-            .entry(topic.to_owned())
-            .or_default()
-            .insert(id, subscriber);
+        match topics.get_mut(topic) {
+            Some(subscribers) => subscribers.insert(id, subscriber),
+            None => {
+                let mut first = Vec::with_capacity(1);
+                first.push((id, subscriber));
+                topics.insert(topic.into(), Subscribers::Few(first));
+            }
+        }
         id
     }
 
     pub(super) fn remove(&self, topic: &str, id: SubscriptionId) {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
         if let Some(subscribers) = topics.get_mut(topic) {
-            subscribers.remove(&id);
-            if subscribers.is_empty() {
+            subscribers.remove(id);
+            if subscribers.len() == 0 {
                 topics.remove(topic);
             }
         }
@@ -44,15 +108,65 @@ impl Registry {
 
     pub(super) fn count(&self, topic: &str) -> usize {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
-        topics.get(topic).map_or(0, HashMap::len)
+        topics.get(topic).map_or(0, Subscribers::len)
     }
 
-    pub(super) fn for_each(&self, topic: &str, mut f: impl FnMut(SubscriptionId, &Subscriber)) {
+    pub(super) fn for_each(&self, topic: &str, f: impl FnMut(SubscriptionId, &Subscriber)) {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         if let Some(subscribers) = topics.get(topic) {
-            for (id, subscriber) in subscribers {
-                f(*id, subscriber);
-            }
+            subscribers.for_each(f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Registry, Subscriber, FEW};
+    use crate::pubsub::Target;
+    use crate::session::SessionControl;
+
+    fn subscriber() -> Subscriber {
+        let (control, _events) = SessionControl::new();
+        Subscriber {
+            target: Target::Socket { control },
+        }
+    }
+
+    fn ids(registry: &Registry, topic: &str) -> Vec<u64> {
+        let mut ids = Vec::new();
+        registry.for_each(topic, |id, _| ids.push(id.0));
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn topics_grow_past_a_vector_and_shrink_away() {
+        let registry = Registry::default();
+        let n = FEW as u64 * 3;
+        let subs: Vec<_> = (0..n)
+            .map(|_| registry.insert("big", subscriber()))
+            .collect();
+        let lone = registry.insert("lone", subscriber());
+        assert_eq!(registry.count("big"), n as usize);
+        assert_eq!(ids(&registry, "big"), (0..n).collect::<Vec<_>>());
+        assert_eq!(ids(&registry, "lone"), vec![lone.0]);
+        for id in subs.iter().step_by(2) {
+            registry.remove("big", *id);
+        }
+        let odd: Vec<u64> = (0..n).filter(|i| i % 2 == 1).collect();
+        assert_eq!(ids(&registry, "big"), odd);
+        registry.remove("big", subs[0]);
+        assert_eq!(
+            registry.count("big"),
+            odd.len(),
+            "removing twice is harmless"
+        );
+        for id in subs.iter().skip(1).step_by(2) {
+            registry.remove("big", *id);
+        }
+        assert_eq!(registry.count("big"), 0);
+        assert!(registry.topics.read().unwrap().get("big").is_none());
+        registry.remove("lone", lone);
+        assert!(registry.topics.read().unwrap().is_empty());
     }
 }

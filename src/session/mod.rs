@@ -164,7 +164,9 @@ impl Session {
                 frame = inbound.next_frame() => match frame {
                     Err(reason) => break reason,
                     Ok(frame) => {
-                        if let Err(reason) = self.on_frame(frame).await {
+                        // Boxed: an idle session then holds no room for
+                        // handling a frame.
+                        if let Err(reason) = Box::pin(self.on_frame(frame)).await {
                             break reason;
                         }
                     }

@@ -7,9 +7,11 @@
 //! to waiting.
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 /// A drained buffer larger than this many items is freed.
 const SHRINK_ABOVE: usize = 256;
@@ -31,8 +33,8 @@ struct State<T> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
-    /// Items arrived (or the last sender left).
-    ready: Notify,
+    /// The receiver waiting for items (or for the last sender to leave).
+    ready: AtomicWaker,
     capacity: usize,
 }
 
@@ -50,7 +52,7 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             senders: 1,
             receiver_alive: true,
         }),
-        ready: Notify::new(),
+        ready: AtomicWaker::new(),
         capacity: capacity.max(1),
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
@@ -80,7 +82,7 @@ impl<T> Drop for QueueSender<T> {
             state.senders == 0
         };
         if last {
-            self.0.ready.notify_one();
+            self.0.ready.wake();
         }
     }
 }
@@ -108,7 +110,7 @@ impl<T> QueueSender<T> {
             }
             state.items.push_back(item);
         }
-        self.0.ready.notify_one();
+        self.0.ready.wake();
         Ok(())
     }
 }
@@ -126,27 +128,40 @@ impl<T> QueueReceiver<T> {
     /// The next item, or `None` once every sender is gone and the queue is
     /// empty. Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Option<T> {
-        loop {
-            {
-                let mut state = self.0.lock();
-                if let Some(item) = self.pop(&mut state) {
-                    return Some(item);
-                }
-                if state.senders == 0 {
-                    return None;
-                }
-                // Going to sleep: an idle connection keeps no buffer.
-                if state.items.capacity() > 0 {
-                    state.items = VecDeque::new();
-                }
-            }
-            // A push after the check above stores a permit, so this cannot
-            // miss it.
-            self.0.ready.notified().await;
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Poll for the next item; `Pending` wakes `cx` when one arrives or the
+    /// last sender leaves.
+    pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if let Some(ready) = self.ready_now() {
+            return Poll::Ready(ready);
         }
+        self.0.ready.register(cx.waker());
+        // A push between the check above and the registration woke nobody:
+        // look again.
+        if let Some(ready) = self.ready_now() {
+            return Poll::Ready(ready);
+        }
+        // Going to sleep: an idle connection keeps no buffer.
+        let mut state = self.0.lock();
+        if state.items.capacity() > 0 && state.items.is_empty() {
+            state.items = VecDeque::new();
+        }
+        Poll::Pending
+    }
+
+    /// An item, or `None` when the senders are gone, if either is ready.
+    fn ready_now(&self) -> Option<Option<T>> {
+        let mut state = self.0.lock();
+        if let Some(item) = self.pop(&mut state) {
+            return Some(Some(item));
+        }
+        (state.senders == 0).then_some(None)
     }
 
     /// The next item if one is waiting.
+    #[cfg(test)]
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         let mut state = self.0.lock();
         self.pop(&mut state)
@@ -206,7 +221,11 @@ mod tests {
         assert!(rx.0.lock().items.capacity() > 0, "drained, not yet waiting");
         let waiting = tokio::time::timeout(std::time::Duration::from_millis(10), rx.recv()).await;
         assert!(waiting.is_err(), "nothing queued");
-        assert_eq!(rx.0.lock().items.capacity(), 0, "a waiting receiver holds no buffer");
+        assert_eq!(
+            rx.0.lock().items.capacity(),
+            0,
+            "a waiting receiver holds no buffer"
+        );
     }
 
     #[tokio::test]
