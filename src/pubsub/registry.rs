@@ -88,9 +88,7 @@ impl Registry {
         match topics.get_mut(topic) {
             Some(subscribers) => subscribers.insert(id, subscriber),
             None => {
-                let mut first = Vec::with_capacity(1);
-                first.push((id, subscriber));
-                topics.insert(topic.into(), Subscribers::Few(first));
+                topics.insert(topic.into(), Subscribers::Few(vec![(id, subscriber)]));
             }
         }
         id

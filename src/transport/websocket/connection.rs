@@ -9,9 +9,9 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use fawkes_protocol::Serializer;
+use futures_util::stream::SplitSink;
 use futures_util::{FutureExt, Sink, SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -28,13 +28,16 @@ const WRITE_BATCH: usize = 64;
 /// How long to wait for a close frame to go out.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
-type WsSink = futures_util::stream::SplitSink<Ws, Message>;
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// What a websocket can run over: the TCP stream, or hyper's upgraded
+/// connection when it cannot be unwrapped.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// The future that runs one websocket connection to its end.
-pub(super) fn run(
-    ws: Ws,
+pub(super) fn run<S: Io>(
+    ws: WebSocketStream<S>,
     socket: Arc<Socket>,
     shared: &Shared,
     serializer: Serializer,
@@ -107,13 +110,13 @@ impl Future for Connection {
 /// The reading half of a websocket as a session's frame source: the
 /// session reads the socket itself (no reader task, no inbound queue), and
 /// the idle timeout runs from the last frame received.
-struct WsInbound {
-    stream: futures_util::stream::SplitStream<Ws>,
+struct WsInbound<S> {
+    stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     idle: Duration,
     deadline: tokio::time::Instant,
 }
 
-impl session::InboundSource for WsInbound {
+impl<S: Io> session::InboundSource for WsInbound<S> {
     async fn next_frame(&mut self) -> Result<InFrame, DisconnectReason> {
         loop {
             let message = match tokio::time::timeout_at(self.deadline, self.stream.next()).await {
@@ -142,8 +145,8 @@ impl session::InboundSource for WsInbound {
 
 /// Write queued frames in batches, one flush per batch; on the close
 /// signal, send the close frame (if any) and close the socket.
-async fn write(
-    mut sink: WsSink,
+async fn write<S: Io>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
     mut outbound: QueueReceiver<WireFrame>,
     mut close: oneshot::Receiver<Option<u16>>,
 ) {
@@ -170,8 +173,8 @@ async fn write(
 /// Move frames from `outbound` to `sink` until the close signal: `Ready(Some(code))`
 /// to close (with a close frame when `code` is set), `Ready(None)` when the
 /// socket failed.
-fn poll_write(
-    sink: &mut WsSink,
+fn poll_write<S: Io>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
     outbound: &mut QueueReceiver<WireFrame>,
     close: &mut oneshot::Receiver<Option<u16>>,
     cx: &mut Context<'_>,

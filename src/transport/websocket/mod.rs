@@ -10,6 +10,7 @@ use fawkes_protocol::Serializer;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
@@ -20,8 +21,11 @@ use crate::socket::{ConnectInfo, Socket};
 
 /// phoenix.js sends its `authToken` as a subprotocol with this prefix.
 const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
-/// Initial read buffer per connection; it grows for larger frames.
-const READ_BUFFER: usize = 512;
+/// Read buffer per connection, and the most one socket read takes. Client
+/// frames are small (a heartbeat is ~45 bytes, a join ~100), so this holds
+/// most in one read; a larger frame gets room for its whole length and takes
+/// one read per 256 bytes. Kept small because every idle connection holds it.
+const READ_BUFFER: usize = 256;
 
 /// Answer a websocket upgrade request for `socket`.
 pub(crate) async fn upgrade(
@@ -73,15 +77,35 @@ pub(crate) async fn upgrade(
                     .write_buffer_size(16 * 1024)
                     .max_frame_size(Some(socket.options.max_frame_size))
                     .max_message_size(Some(socket.options.max_frame_size));
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
+                // Unwrap hyper's upgrade back into the TCP stream, so the
+                // connection holds no HTTP wrapper or HTTP read buffer.
+                let running = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                    Ok(parts) => {
+                        let io = parts.io.into_inner();
+                        let ws = if parts.read_buf.is_empty() {
+                            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+                        } else {
+                            let read = parts.read_buf.to_vec();
+                            WebSocketStream::from_partially_read(
+                                io,
+                                read,
+                                Role::Server,
+                                Some(config),
+                            )
+                            .await
+                        };
+                        connection::run(ws, socket, &shared, serializer, connected)
+                    }
+                    Err(upgraded) => {
+                        let io = TokioIo::new(upgraded);
+                        let ws =
+                            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                        connection::run(ws, socket, &shared, serializer, connected)
+                    }
+                };
                 // The connection runs in a task of its own that holds only
                 // its running state, not this setup.
-                tokio::spawn(connection::run(ws, socket, &shared, serializer, connected));
+                tokio::spawn(running);
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
