@@ -5,6 +5,7 @@
 
 mod context;
 mod control;
+mod driver;
 mod outbound;
 mod queue;
 mod reason;
@@ -12,6 +13,7 @@ mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use fawkes_protocol::{Message, Payload, Reply, Serializer};
@@ -19,11 +21,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
+pub(crate) use driver::Driver;
 pub use outbound::{Outbound, QueueError, WireFrame};
 pub(crate) use queue::{QueueReceiver, TryPushError};
 pub use reason::DisconnectReason;
@@ -75,31 +77,27 @@ pub(crate) fn start(
 
 /// Where a session's frames come from: a queue fed by a transport, or a
 /// transport read directly by the session's own task.
-pub(crate) trait InboundSource: Send + 'static {
-    /// The next frame, or why the client is gone.
-    fn next_frame(
-        &mut self,
-    ) -> impl std::future::Future<Output = Result<InFrame, DisconnectReason>> + Send;
+pub(crate) trait InboundSource: Send + Unpin + 'static {
+    /// Poll for the next frame, or why the client is gone.
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<InFrame, DisconnectReason>>;
 }
 
 impl InboundSource for mpsc::Receiver<InFrame> {
-    async fn next_frame(&mut self) -> Result<InFrame, DisconnectReason> {
-        self.recv().await.ok_or(DisconnectReason::ClientClosed)
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Result<InFrame, DisconnectReason>> {
+        self.poll_recv(cx)
+            .map(|frame| frame.ok_or(DisconnectReason::ClientClosed))
     }
 }
 
-/// Build a session reading from `inbound`: the future that runs it (to
-/// await in the caller's task or to spawn) and the receiver of its frames.
+/// Build a session reading from `inbound`: the [`Driver`] that runs it (to
+/// poll in the caller's task or to spawn) and the receiver of its frames.
 pub(crate) fn prepare<I: InboundSource>(
     socket: Arc<SocketConfig>,
     shared: &crate::endpoint::Shared,
     serializer: Serializer,
     connected: Connected,
     inbound: I,
-) -> (
-    impl std::future::Future<Output = DisconnectReason> + Send + 'static,
-    QueueReceiver<WireFrame>,
-) {
+) -> (Driver<I>, QueueReceiver<WireFrame>) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
     let context = SessionContext {
@@ -119,14 +117,14 @@ pub(crate) fn prepare<I: InboundSource>(
         );
         (id.clone(), sub)
     });
-    let session = Session {
+    let session = Box::new(Session {
         socket,
         context,
         channels: ChannelTable::default(),
-        shutdown: shared.shutdown.clone(),
         id_subscription,
-    };
-    (session.run(inbound, events), outbound_rx)
+    });
+    let driver = Driver::new(session, events, shared.shutdown.clone(), inbound);
+    (driver, outbound_rx)
 }
 
 impl Drop for Session {
@@ -135,48 +133,15 @@ impl Drop for Session {
     }
 }
 
-struct Session {
+/// A session's state; [`Driver`] decides what it handles next.
+pub(crate) struct Session {
     socket: Arc<SocketConfig>,
     context: SessionContext,
     channels: ChannelTable,
-    shutdown: CancellationToken,
     id_subscription: Option<(String, SubscriptionId)>,
 }
 
 impl Session {
-    async fn run<I: InboundSource>(
-        mut self,
-        mut inbound: I,
-        mut events: QueueReceiver<SessionEvent>,
-    ) -> DisconnectReason {
-        let reason = loop {
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => break DisconnectReason::ServerShutdown,
-                Some(event) = events.recv() => {
-                    if let Some(reason) = self.on_event(event) {
-                        break reason;
-                    }
-                }
-                (channel_id, handled) = self.channels.next_finished() => {
-                    self.on_handled(channel_id, handled);
-                }
-                frame = inbound.next_frame() => match frame {
-                    Err(reason) => break reason,
-                    Ok(frame) => {
-                        // Boxed: an idle session then holds no room for
-                        // handling a frame.
-                        if let Err(reason) = Box::pin(self.on_frame(frame)).await {
-                            break reason;
-                        }
-                    }
-                },
-            }
-        };
-        self.close(&reason);
-        reason
-    }
-
     /// The single close path: end every channel (each leaves its topic,
     /// untracks its presences and runs `terminate`) and leave the id topic.
     fn close(&mut self, reason: &DisconnectReason) {

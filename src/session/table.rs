@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
@@ -108,7 +108,12 @@ impl ChannelTable {
 
     /// The next callback to finish (pending while none runs).
     pub(crate) async fn next_finished(&mut self) -> (u64, Handled) {
-        poll_fn(|cx| {
+        poll_fn(|cx| self.poll_finished(cx)).await
+    }
+
+    /// Poll for the next callback to finish.
+    pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u64, Handled)> {
+        {
             for index in 0..self.running.len() {
                 let (channel_id, handle) = &mut self.running[index];
                 let channel_id = *channel_id;
@@ -127,8 +132,7 @@ impl ChannelTable {
                 }
             }
             Poll::Pending
-        })
-        .await
+        }
     }
 
     /// End `entry`'s channel for `reason` without telling the client: its

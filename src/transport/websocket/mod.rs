@@ -79,7 +79,9 @@ pub(crate) async fn upgrade(
                     .max_message_size(Some(socket.options.max_frame_size));
                 // Unwrap hyper's upgrade back into the TCP stream, so the
                 // connection holds no HTTP wrapper or HTTP read buffer.
-                let running = match upgraded.downcast::<TokioIo<TcpStream>>() {
+                // The connection runs in a task of its own that holds only
+                // its running state, not this setup.
+                match upgraded.downcast::<TokioIo<TcpStream>>() {
                     Ok(parts) => {
                         let io = parts.io.into_inner();
                         let ws = if parts.read_buf.is_empty() {
@@ -94,18 +96,15 @@ pub(crate) async fn upgrade(
                             )
                             .await
                         };
-                        connection::run(ws, socket, &shared, serializer, connected)
+                        tokio::spawn(connection::run(ws, socket, &shared, serializer, connected));
                     }
                     Err(upgraded) => {
                         let io = TokioIo::new(upgraded);
                         let ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                        connection::run(ws, socket, &shared, serializer, connected)
+                        tokio::spawn(connection::run(ws, socket, &shared, serializer, connected));
                     }
-                };
-                // The connection runs in a task of its own that holds only
-                // its running state, not this setup.
-                tokio::spawn(running);
+                }
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
