@@ -70,6 +70,29 @@ pub(crate) enum Command {
     /// A bare tokio-tungstenite fan-out server (no Phoenix protocol), the
     /// ceiling for `fanout`.
     BaselineServer(BaselineArgs),
+    /// No server: the kernel's floor for `fanout` on this machine (one
+    /// plain TCP write per subscriber per round, read like `fanout` reads).
+    Floor(FloorArgs),
+}
+
+/// `floor` options.
+#[derive(Debug, Args)]
+pub(crate) struct FloorArgs {
+    /// Subscriber connections (two sockets each in this process).
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) subs: usize,
+    /// Threads writing, each to its share of the subscribers.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) writers: usize,
+    /// Rounds (one message to every subscriber) per second.
+    #[arg(long, default_value_t = 4.0)]
+    pub(crate) rate: f64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) duration: u64,
+    /// Message size in bytes (at least 8: the send time).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) payload_bytes: usize,
 }
 
 /// `idle` options.

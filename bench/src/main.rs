@@ -60,6 +60,10 @@ async fn run(cli: Cli, fd_limit: u64) -> ExitCode {
             }
         };
     }
+    if let Command::Floor(args) = &cli.command {
+        scenarios::floor::run(args).await.print();
+        return ExitCode::SUCCESS;
+    }
     let env = match Env::new(&cli.common, fd_limit) {
         Ok(env) => env,
         Err(e) => {
@@ -72,7 +76,7 @@ async fn run(cli: Cli, fd_limit: u64) -> ExitCode {
         Command::Fanout(args) => scenarios::fanout::run(&env, args).await,
         Command::Joins(args) => scenarios::joins::run(&env, args).await,
         Command::Presence(args) => scenarios::presence::run(&env, args).await,
-        Command::BaselineServer(_) => return ExitCode::FAILURE,
+        Command::BaselineServer(_) | Command::Floor(_) => return ExitCode::FAILURE,
     };
     report.print();
     ExitCode::SUCCESS

@@ -134,30 +134,21 @@ impl<T> QueueReceiver<T> {
     /// Poll for the next item; `Pending` wakes `cx` when one arrives or the
     /// last sender leaves.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if let Some(ready) = self.ready_now() {
-            return Poll::Ready(ready);
-        }
+        // Registered first, so a push after the check below wakes us: one
+        // lock per poll (senders contend for it).
         self.0.ready.register(cx.waker());
-        // A push between the check above and the registration woke nobody:
-        // look again.
-        if let Some(ready) = self.ready_now() {
-            return Poll::Ready(ready);
+        let mut state = self.0.lock();
+        if let Some(item) = self.pop(&mut state) {
+            return Poll::Ready(Some(item));
+        }
+        if state.senders == 0 {
+            return Poll::Ready(None);
         }
         // Going to sleep: an idle connection keeps no buffer.
-        let mut state = self.0.lock();
-        if state.items.capacity() > 0 && state.items.is_empty() {
+        if state.items.capacity() > 0 {
             state.items = VecDeque::new();
         }
         Poll::Pending
-    }
-
-    /// An item, or `None` when the senders are gone, if either is ready.
-    fn ready_now(&self) -> Option<Option<T>> {
-        let mut state = self.0.lock();
-        if let Some(item) = self.pop(&mut state) {
-            return Some(Some(item));
-        }
-        (state.senders == 0).then_some(None)
     }
 
     /// The next item if one is waiting.

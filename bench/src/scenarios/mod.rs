@@ -2,6 +2,7 @@
 //! process watches, setup concurrency) and a progress ticker on stderr.
 
 pub(crate) mod fanout;
+pub(crate) mod floor;
 pub(crate) mod idle;
 pub(crate) mod joins;
 pub(crate) mod presence;

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::wakeups::{Wakeups, SESSION, WRITER};
 use crate::endpoint::Shared;
 use crate::session::{self, DisconnectReason, Driver, InFrame, QueueReceiver, WireFrame};
 use crate::socket::{Connected, Socket};
@@ -53,6 +54,7 @@ pub(super) fn run<S: Io>(
     Connection {
         driver,
         outbound,
+        wakeups: Wakeups::new(),
         write_failed: false,
         closing: None,
     }
@@ -62,6 +64,8 @@ pub(super) fn run<S: Io>(
 pub(super) struct Connection<S> {
     driver: Driver<WsInbound<S>>,
     outbound: QueueReceiver<WireFrame>,
+    /// Which half a wake-up is for.
+    wakeups: Wakeups,
     /// The socket refused a write; the reading side will see it end.
     write_failed: bool,
     /// Set once the session ended.
@@ -82,14 +86,20 @@ impl<S: Io> Future for Connection<S> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         if this.closing.is_none() {
-            if !this.write_failed {
+            let woken = this.wakeups.take(cx);
+            if woken & WRITER != 0 && !this.write_failed {
+                let mut writer_cx = Context::from_waker(this.wakeups.waker(WRITER));
                 let ws = &mut this.driver.inbound_mut().ws;
-                if let Err(error) = poll_write(ws, &mut this.outbound, cx) {
+                if let Err(error) = poll_write(ws, &mut this.outbound, &mut writer_cx) {
                     tracing::debug!(%error, "websocket write failed");
                     this.write_failed = true;
                 }
             }
-            let reason = ready!(this.driver.poll_session(cx));
+            if woken & SESSION == 0 {
+                return Poll::Pending;
+            }
+            let mut session_cx = Context::from_waker(this.wakeups.waker(SESSION));
+            let reason = ready!(this.driver.poll_session(&mut session_cx));
             if this.write_failed {
                 return Poll::Ready(());
             }

@@ -2,6 +2,7 @@
 //! Phoenix's order); [`connection`] runs the upgraded socket.
 
 mod connection;
+mod wakeups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
