@@ -44,6 +44,65 @@ async fn a_panicking_channel_errors_its_topic_only() {
 }
 
 #[tokio::test]
+async fn a_busy_channel_blocks_neither_its_socket_nor_its_other_channels() {
+    let server = Server::start(SocketOptions::default()).await;
+    let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
+    client.join("room:slow", "1").await;
+    client.join("room:fast", "2").await;
+
+    client
+        .send_json(json!(["1", "3", "room:slow", "sleep", {"ms": 1500}]))
+        .await;
+    client
+        .send_json(json!(["2", "4", "room:fast", "echo", {"n": 1}]))
+        .await;
+    client
+        .send_json(json!([null, "5", "phoenix", "heartbeat", {}]))
+        .await;
+    // Both answers come while room:slow is still sleeping, in either order.
+    let mut early = vec![client.recv_json().await, client.recv_json().await];
+    early.sort_by_key(|frame| frame[1].as_str().map(str::to_owned));
+    assert_eq!(
+        early,
+        vec![
+            json!(["2", "4", "room:fast", "phx_reply", {"status": "ok", "response": {"n": 1}}]),
+            json!([null, "5", "phoenix", "phx_reply", {"status": "ok", "response": {}}]),
+        ]
+    );
+    assert_eq!(
+        client.recv_json().await,
+        json!(["1", "3", "room:slow", "phx_reply", {"status": "ok", "response": {"ms": 1500}}])
+    );
+}
+
+#[tokio::test]
+async fn messages_for_a_busy_channel_are_handled_in_order_after_it() {
+    let server = Server::start(SocketOptions::default()).await;
+    let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
+    client.join("room:a", "1").await;
+    client
+        .send_json(json!(["1", "2", "room:a", "sleep", {"ms": 300}]))
+        .await;
+    for n in 3..8 {
+        client
+            .send_json(json!(["1", n.to_string(), "room:a", "echo", {"n": n}]))
+            .await;
+    }
+    let first = client.recv_json().await;
+    assert_eq!(
+        first[1],
+        json!("2"),
+        "the sleeping push replies first: {first}"
+    );
+    for n in 3..8 {
+        assert_eq!(
+            client.recv_json().await,
+            json!(["1", n.to_string(), "room:a", "phx_reply", {"status": "ok", "response": {"n": n}}])
+        );
+    }
+}
+
+#[tokio::test]
 async fn malformed_frames_close_only_their_connection() {
     let server = Server::start(SocketOptions::default()).await;
     let mut healthy = Client::connect(&server.url("vsn=2.0.0")).await;

@@ -21,7 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A channel for tests: `echo` replies with the payload, `crash` panics,
-/// `flood` pushes N frames, `broadcast` broadcasts.
+/// `sleep` waits `{"ms": N}` before replying, `broadcast` broadcasts.
 #[derive(Default)]
 pub struct TestChannel;
 
@@ -44,6 +44,14 @@ impl Channel for TestChannel {
         match event {
             "echo" => HandleResult::Reply(Reply::ok(payload)),
             "crash" => panic!("test crash"),
+            "sleep" => {
+                let ms = match &payload {
+                    Payload::Json(value) => value["ms"].as_u64().unwrap_or(0),
+                    Payload::Binary(_) | Payload::RawJson(_) => 0,
+                };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                HandleResult::Reply(Reply::ok(payload))
+            }
             "broadcast" => {
                 socket.broadcast("broadcast", payload);
                 HandleResult::Reply(Reply::ok_empty())
