@@ -29,13 +29,16 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     receiver_alive: bool,
+    /// Beside the lock: a push touches one cache line.
+    capacity: usize,
 }
 
 struct Shared<T> {
     state: Mutex<State<T>>,
     /// The receiver waiting for items (or for the last sender to leave).
+    /// Woken only when the queue goes from empty to not empty: the
+    /// receiver sleeps only after seeing it empty.
     ready: AtomicWaker,
-    capacity: usize,
 }
 
 impl<T> Shared<T> {
@@ -51,9 +54,9 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             items: VecDeque::new(),
             senders: 1,
             receiver_alive: true,
+            capacity: capacity.max(1),
         }),
         ready: AtomicWaker::new(),
-        capacity: capacity.max(1),
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
 }
@@ -90,27 +93,31 @@ impl<T> Drop for QueueSender<T> {
 impl<T> QueueSender<T> {
     /// Queue `item` without waiting; a full or closed queue gives it back.
     pub(crate) fn try_push(&self, item: T) -> Result<(), (TryPushError, T)> {
-        self.push_within(item, self.0.capacity)
+        self.push_within(item, false)
     }
 
     /// Queue `item` even when the queue is full (for the few events that
     /// must not be lost, each sent at most once per session).
     pub(crate) fn push_past_capacity(&self, item: T) -> Result<(), (TryPushError, T)> {
-        self.push_within(item, usize::MAX)
+        self.push_within(item, true)
     }
 
-    fn push_within(&self, item: T, capacity: usize) -> Result<(), (TryPushError, T)> {
-        {
+    fn push_within(&self, item: T, past_capacity: bool) -> Result<(), (TryPushError, T)> {
+        let was_empty = {
             let mut state = self.0.lock();
             if !state.receiver_alive {
                 return Err((TryPushError::Closed, item));
             }
-            if state.items.len() >= capacity {
+            if !past_capacity && state.items.len() >= state.capacity {
                 return Err((TryPushError::Full, item));
             }
+            let was_empty = state.items.is_empty();
             state.items.push_back(item);
+            was_empty
+        };
+        if was_empty {
+            self.0.ready.wake();
         }
-        self.0.ready.wake();
         Ok(())
     }
 }
@@ -134,9 +141,12 @@ impl<T> QueueReceiver<T> {
     /// Poll for the next item; `Pending` wakes `cx` when one arrives or the
     /// last sender leaves.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // Registered first, so a push after the check below wakes us: one
-        // lock per poll (senders contend for it).
+        if let Some(ready) = self.ready_now() {
+            return Poll::Ready(ready);
+        }
         self.0.ready.register(cx.waker());
+        // A push between the check above and the registration may have
+        // woken nobody: look again before sleeping.
         let mut state = self.0.lock();
         if let Some(item) = self.pop(&mut state) {
             return Poll::Ready(Some(item));
@@ -149,6 +159,15 @@ impl<T> QueueReceiver<T> {
             state.items = VecDeque::new();
         }
         Poll::Pending
+    }
+
+    /// An item, or `None` when the senders are gone, if either is ready.
+    fn ready_now(&self) -> Option<Option<T>> {
+        let mut state = self.0.lock();
+        if let Some(item) = self.pop(&mut state) {
+            return Some(Some(item));
+        }
+        (state.senders == 0).then_some(None)
     }
 
     /// The next item if one is waiting.
