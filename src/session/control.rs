@@ -23,7 +23,8 @@ pub(crate) enum SessionEvent {
     Overflow,
 }
 
-/// A handle to send [`SessionEvent`]s to one session.
+/// A handle that sends events to one session: messages for its channels,
+/// `disconnect`, queue overflow.
 #[derive(Clone, Debug)]
 pub struct SessionControl {
     tx: QueueSender<SessionEvent>,
