@@ -2,12 +2,11 @@
 //! each callback.
 //!
 //! An idle channel holds no task: its session keeps the state (the
-//! [`Channel`] value and its [`ChannelSocket`]) and, when a message comes,
-//! spawns a task that owns the state while it handles that message and any
-//! that arrive meanwhile (its [`Inbox`]), then hands the state back.
-//! Callbacks of one channel therefore run one at a time, in order, channels
-//! of one socket run concurrently, and a panic ends that task and that
-//! channel only.
+//! [`Channel`] value and its [`ChannelSocket`]) and, for each message,
+//! spawns a task that owns the state while the callback runs and hands it
+//! back when done. Callbacks of one channel therefore run one at a time,
+//! channels of one socket run concurrently, and a panic ends that callback's
+//! task and that channel only.
 
 use std::panic::AssertUnwindSafe;
 
@@ -15,10 +14,8 @@ use fawkes_protocol::Payload;
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
 
-use std::sync::Arc;
-
 use super::{
-    Channel, ChannelMsg, ChannelSocket, HandleResult, Inbox, JoinResult, Reply, StopReason,
+    Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Reply, StopReason,
     TerminateReason,
 };
 use crate::pubsub::{Subscriber, Target};
@@ -58,9 +55,8 @@ pub(crate) trait AnyChannel: Send + 'static {
     fn socket(&self) -> &ChannelSocket;
     /// Subscribe to the topic (after a successful join).
     fn subscribe(&mut self);
-    /// Handle the messages of `inbox`, in order, in a task of its own,
-    /// until it is empty or the channel ends.
-    fn handle(self: Box<Self>, inbox: Arc<Inbox>) -> JoinHandle<Handled>;
+    /// Handle `msg` in a task of its own.
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled>;
     /// Run `terminate` for `reason` in a task of its own (not after a
     /// crash); the state is dropped after it.
     fn terminate(self: Box<Self>, reason: TerminateReason);
@@ -129,37 +125,24 @@ impl<C: Channel> AnyChannel for Instance<C> {
         self.socket.subscription = Some(id);
     }
 
-    fn handle(self: Box<Self>, inbox: Arc<Inbox>) -> JoinHandle<Handled> {
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled> {
         tokio::spawn(async move {
             let mut this = self;
-            while let Some(msg) = inbox.next() {
-                let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
-                this.socket.current_ref = None;
-                this.socket.flush_presence();
-                match step {
-                    Ok(Step::Continue) => {}
-                    Ok(step) => {
-                        inbox.close();
-                        return Handled {
-                            channel: Some(this),
-                            step,
-                        };
-                    }
-                    Err(_) => {
-                        inbox.close();
-                        tracing::error!(topic = %this.socket.topic, "channel crashed");
-                        return Handled {
-                            channel: None,
-                            step: Step::End(TerminateReason::Crashed, ExitKind::Error),
-                        };
+            let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
+            this.socket.current_ref = None;
+            this.socket.flush_presence();
+            match step {
+                Ok(step) => Handled {
+                    channel: Some(this),
+                    step,
+                },
+                Err(_) => {
+                    tracing::error!(topic = %this.socket.topic, "channel crashed");
+                    Handled {
+                        channel: None,
+                        step: Step::End(TerminateReason::Crashed, ExitKind::Error),
                     }
                 }
-                // A long burst yields now and then like any tokio task.
-                tokio::task::consume_budget().await;
-            }
-            Handled {
-                channel: Some(this),
-                step: Step::Continue,
             }
         })
     }

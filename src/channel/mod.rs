@@ -2,7 +2,6 @@
 //! of `Phoenix.Channel`), the values its callbacks return, and how one
 //! joined channel runs them in isolation.
 
-mod inbox;
 mod info;
 mod instance;
 mod mailbox;
@@ -14,7 +13,6 @@ use std::future::Future;
 
 use fawkes_protocol::Payload;
 
-pub(crate) use inbox::Inbox;
 pub use info::Info;
 pub(crate) use instance::{AnyChannel, ExitKind, Handled, Step};
 pub(crate) use mailbox::{send_intercepted, ChannelMsg, Incoming, Mailbox};

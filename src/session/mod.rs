@@ -311,8 +311,13 @@ impl Session {
                 self.reply(join_ref.clone(), msg.ref_, topic.clone(), "ok", response);
                 self.close_replaced(replaced, &topic);
                 channel.socket().flush_presence();
-                self.channels
-                    .insert(topic, ChannelEntry::new(channel_id, join_ref));
+                let entry = ChannelEntry {
+                    channel_id,
+                    join_ref,
+                    idle: None,
+                    waiting: Default::default(),
+                };
+                self.channels.insert(topic, entry);
                 self.channels.resume(channel_id, channel);
             }
             Ok(Some((channel, JoinResult::Error(response)))) => {

@@ -7,9 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
-use std::sync::Arc;
-
-use crate::channel::{AnyChannel, ChannelMsg, ExitKind, Handled, Inbox, Step, TerminateReason};
+use crate::channel::{AnyChannel, ChannelMsg, ExitKind, Handled, Step, TerminateReason};
 
 /// Messages that may wait for one channel's running callback before the
 /// session stops reading its client.
@@ -21,36 +19,8 @@ pub(crate) struct ChannelEntry {
     pub(crate) join_ref: Option<String>,
     /// The channel's state while no callback runs (`None` while one does).
     pub(crate) idle: Option<Box<dyn AnyChannel>>,
-    /// The running task's inbox, while one runs.
-    pub(crate) inbox: Option<Arc<Inbox>>,
-    /// Messages that arrived after the running task stopped taking them,
-    /// in order: they start the next task.
+    /// Messages that arrived while a callback was running, in order.
     pub(crate) waiting: VecDeque<ChannelMsg>,
-}
-
-impl ChannelEntry {
-    /// A joined channel, not yet idle (its join is finishing).
-    pub(crate) fn new(channel_id: u64, join_ref: Option<String>) -> Self {
-        Self {
-            channel_id,
-            join_ref,
-            idle: None,
-            inbox: None,
-            waiting: VecDeque::new(),
-        }
-    }
-
-    /// Run `msgs` on `channel` in a task; the task is the channel's until
-    /// it hands the state back.
-    fn start(
-        &mut self,
-        channel: Box<dyn AnyChannel>,
-        msgs: VecDeque<ChannelMsg>,
-    ) -> JoinHandle<Handled> {
-        let inbox = Inbox::new(msgs);
-        self.inbox = Some(Arc::clone(&inbox));
-        channel.handle(inbox)
-    }
 }
 
 /// topic -> joined channel, plus the running callbacks by channel id.
@@ -107,26 +77,16 @@ impl ChannelTable {
             return;
         };
         let entry = &mut self.entries[index].1;
-        if let Some(channel) = entry.idle.take() {
-            let task = entry.start(channel, VecDeque::from([msg]));
-            return self.running.push((channel_id, task));
+        match entry.idle.take() {
+            Some(channel) => self.running.push((channel_id, channel.handle(msg))),
+            None => entry.waiting.push_back(msg),
         }
-        let msg = match &entry.inbox {
-            Some(inbox) => match inbox.push(msg) {
-                Ok(()) => return,
-                Err(msg) => msg,
-            },
-            None => msg,
-        };
-        entry.waiting.push_back(msg);
     }
 
     /// How many messages wait for `channel_id`.
     pub(crate) fn waiting(&self, channel_id: u64) -> usize {
-        self.index_of(channel_id).map_or(0, |index| {
-            let entry = &self.entries[index].1;
-            entry.waiting.len() + entry.inbox.as_ref().map_or(0, |inbox| inbox.len())
-        })
+        self.index_of(channel_id)
+            .map_or(0, |index| self.entries[index].1.waiting.len())
     }
 
     /// Put a channel whose callback finished back to idle, or start its
@@ -137,14 +97,12 @@ impl ChannelTable {
             return;
         };
         let entry = &mut self.entries[index].1;
-        entry.inbox = None;
-        if entry.waiting.is_empty() {
-            entry.waiting = VecDeque::new();
-            entry.idle = Some(channel);
-        } else {
-            let msgs = std::mem::take(&mut entry.waiting);
-            let task = entry.start(channel, msgs);
-            self.running.push((channel_id, task));
+        match entry.waiting.pop_front() {
+            Some(msg) => self.running.push((channel_id, channel.handle(msg))),
+            None => {
+                entry.waiting = VecDeque::new();
+                entry.idle = Some(channel);
+            }
         }
     }
 
@@ -180,10 +138,6 @@ impl ChannelTable {
     /// End `entry`'s channel for `reason` without telling the client: its
     /// `terminate` runs once any running callback has finished.
     pub(crate) fn end(&mut self, entry: ChannelEntry, reason: TerminateReason) {
-        // The running task finishes its current message and takes no more.
-        if let Some(inbox) = &entry.inbox {
-            inbox.close();
-        }
         if let Some(channel) = entry.idle {
             return channel.terminate(reason);
         }
