@@ -31,18 +31,35 @@ pub(crate) enum ExitKind {
 
 /// What one handled message means for the channel.
 #[derive(Debug)]
-pub(crate) enum Step {
+enum Step {
     /// Keep the channel.
     Continue,
     /// End it, telling the client with `ExitKind`.
     End(TerminateReason, ExitKind),
 }
 
-/// The result of one callback task: the channel's state back (none after a
-/// panic) and what happens next.
-pub(crate) struct Handled {
-    pub(crate) channel: Option<Box<dyn AnyChannel>>,
-    pub(crate) step: Step,
+/// The result of one callback task.
+pub(crate) enum Handled {
+    /// The channel goes on: its state, handed back.
+    Continue(Box<dyn AnyChannel>),
+    /// The channel ends: its state (none after a panic), why, and how the
+    /// client is told.
+    End {
+        channel: Option<Box<dyn AnyChannel>>,
+        reason: TerminateReason,
+        kind: ExitKind,
+    },
+}
+
+impl Handled {
+    /// A callback task that panicked (or ended without handing the state back).
+    pub(crate) fn crashed() -> Self {
+        Handled::End {
+            channel: None,
+            reason: TerminateReason::Crashed,
+            kind: ExitKind::Error,
+        }
+    }
 }
 
 /// The result of a join task: the channel's state and the join callback's
@@ -132,16 +149,15 @@ impl<C: Channel> AnyChannel for Instance<C> {
             this.socket.current_ref = None;
             this.socket.flush_presence();
             match step {
-                Ok(step) => Handled {
+                Ok(Step::Continue) => Handled::Continue(this),
+                Ok(Step::End(reason, kind)) => Handled::End {
                     channel: Some(this),
-                    step,
+                    reason,
+                    kind,
                 },
                 Err(_) => {
                     tracing::error!(topic = %this.socket.topic, "channel crashed");
-                    Handled {
-                        channel: None,
-                        step: Step::End(TerminateReason::Crashed, ExitKind::Error),
-                    }
+                    Handled::crashed()
                 }
             }
         })

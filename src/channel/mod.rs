@@ -14,7 +14,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use info::Info;
-pub(crate) use instance::{AnyChannel, ExitKind, Handled, Step};
+pub(crate) use instance::{AnyChannel, ExitKind, Handled};
 pub(crate) use mailbox::{send_intercepted, ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;

@@ -31,7 +31,7 @@ pub(crate) use queue::{QueueReceiver, TryPushError};
 pub use reason::DisconnectReason;
 
 use crate::channel::{
-    ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, Step, TerminateReason,
+    ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, TerminateReason,
 };
 use crate::pubsub::{Subscriber, SubscriptionId, Target};
 use crate::socket::{Connected, SocketConfig};
@@ -176,11 +176,13 @@ impl Session {
     /// the client (`phx_close` after a leave or a normal stop, `phx_error`
     /// after a crash or an abnormal stop).
     fn on_handled(&mut self, channel_id: u64, handled: Handled) {
-        let Handled { channel, step } = handled;
-        let (channel, reason, kind) = match (channel, step) {
-            (Some(channel), Step::Continue) => return self.channels.resume(channel_id, channel),
-            (None, Step::Continue) => (None, TerminateReason::Crashed, ExitKind::Error),
-            (channel, Step::End(reason, kind)) => (channel, reason, kind),
+        let (channel, reason, kind) = match handled {
+            Handled::Continue(channel) => return self.channels.resume(channel_id, channel),
+            Handled::End {
+                channel,
+                reason,
+                kind,
+            } => (channel, reason, kind),
         };
         let Some((topic, entry)) = self.channels.remove_by_id(channel_id) else {
             return;
@@ -222,7 +224,7 @@ impl Session {
             return self.reply(None, msg.ref_, msg.topic, "ok", Payload::empty());
         }
         if msg.event == "phx_join" {
-            // Boxed: the join path is the largest state of the session loop.
+            // Boxed: the join is the largest state a frame's handling holds.
             return Box::pin(self.join(msg)).await;
         }
         let Some(entry) = self.channels.get_mut(&msg.topic) else {

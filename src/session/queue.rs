@@ -13,9 +13,6 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
-/// A drained buffer larger than this many items is freed.
-const SHRINK_ABOVE: usize = 256;
-
 /// Why an item was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryPushError {
@@ -122,6 +119,14 @@ impl<T> QueueSender<T> {
     }
 }
 
+/// An item, or `None` when the senders are gone, if either is ready.
+fn ready_in<T>(state: &mut State<T>) -> Option<Option<T>> {
+    match state.items.pop_front() {
+        Some(item) => Some(Some(item)),
+        None => (state.senders == 0).then_some(None),
+    }
+}
+
 /// The receiving side.
 pub(crate) struct QueueReceiver<T>(Arc<Shared<T>>);
 
@@ -148,41 +153,23 @@ impl<T> QueueReceiver<T> {
         // A push between the check above and the registration may have
         // woken nobody: look again before sleeping.
         let mut state = self.0.lock();
-        if let Some(item) = self.pop(&mut state) {
-            return Poll::Ready(Some(item));
-        }
-        if state.senders == 0 {
-            return Poll::Ready(None);
+        if let Some(ready) = ready_in(&mut state) {
+            return Poll::Ready(ready);
         }
         // Going to sleep: an idle connection keeps no buffer.
-        if state.items.capacity() > 0 {
-            state.items = VecDeque::new();
-        }
+        state.items = VecDeque::new();
         Poll::Pending
     }
 
     /// An item, or `None` when the senders are gone, if either is ready.
     fn ready_now(&self) -> Option<Option<T>> {
-        let mut state = self.0.lock();
-        if let Some(item) = self.pop(&mut state) {
-            return Some(Some(item));
-        }
-        (state.senders == 0).then_some(None)
+        ready_in(&mut self.0.lock())
     }
 
     /// The next item if one is waiting.
     #[cfg(test)]
     pub(crate) fn try_recv(&mut self) -> Option<T> {
-        let mut state = self.0.lock();
-        self.pop(&mut state)
-    }
-
-    fn pop(&self, state: &mut State<T>) -> Option<T> {
-        let item = state.items.pop_front()?;
-        if state.items.is_empty() && state.items.capacity() > SHRINK_ABOVE {
-            state.items = VecDeque::new();
-        }
-        Some(item)
+        self.0.lock().items.pop_front()
     }
 }
 

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
-use crate::channel::{AnyChannel, ChannelMsg, ExitKind, Handled, Step, TerminateReason};
+use crate::channel::{AnyChannel, ChannelMsg, Handled, TerminateReason};
 
 /// Messages that may wait for one channel's running callback before the
 /// session stops reading its client.
@@ -45,12 +45,10 @@ impl ChannelTable {
     }
 
     /// Add the channel of `topic` (the caller removed any previous one).
-    pub(crate) fn insert(&mut self, topic: String, entry: ChannelEntry) -> &mut ChannelEntry {
+    pub(crate) fn insert(&mut self, topic: String, entry: ChannelEntry) {
         // Exactly one slot for the common single-channel connection.
         self.entries.reserve_exact(1);
         self.entries.push((topic, entry));
-        let last = self.entries.len() - 1;
-        &mut self.entries[last].1
     }
 
     pub(crate) fn remove(&mut self, topic: &str) -> Option<ChannelEntry> {
@@ -113,26 +111,20 @@ impl ChannelTable {
 
     /// Poll for the next callback to finish.
     pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u64, Handled)> {
-        {
-            for index in 0..self.running.len() {
-                let (channel_id, handle) = &mut self.running[index];
-                let channel_id = *channel_id;
-                if let Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) {
-                    self.running.swap_remove(index);
-                    if self.running.is_empty() {
-                        self.running = Vec::new();
-                    }
-                    // A task that ended without handing the state back
-                    // (aborted, or a panic outside the callback) crashed.
-                    let handled = result.unwrap_or(Handled {
-                        channel: None,
-                        step: Step::End(TerminateReason::Crashed, ExitKind::Error),
-                    });
-                    return Poll::Ready((channel_id, handled));
+        for index in 0..self.running.len() {
+            let (channel_id, handle) = &mut self.running[index];
+            let channel_id = *channel_id;
+            if let Poll::Ready(result) = std::pin::Pin::new(handle).poll(cx) {
+                self.running.swap_remove(index);
+                if self.running.is_empty() {
+                    self.running = Vec::new();
                 }
+                // A task that ended without handing the state back
+                // (aborted, or a panic outside the callback) crashed.
+                return Poll::Ready((channel_id, result.unwrap_or_else(|_| Handled::crashed())));
             }
-            Poll::Pending
         }
+        Poll::Pending
     }
 
     /// End `entry`'s channel for `reason` without telling the client: its
@@ -153,16 +145,14 @@ impl ChannelTable {
             return;
         };
         runtime.spawn(async move {
-            if let Ok(Handled {
-                channel: Some(channel),
-                step,
-            }) = running.await
-            {
-                let reason = match step {
-                    Step::End(stopped, _) => stopped,
-                    Step::Continue => reason,
-                };
-                channel.terminate(reason);
+            match running.await {
+                Ok(Handled::Continue(channel)) => channel.terminate(reason),
+                Ok(Handled::End {
+                    channel: Some(channel),
+                    reason: stopped,
+                    ..
+                }) => channel.terminate(stopped),
+                Ok(Handled::End { channel: None, .. }) | Err(_) => {}
             }
         });
     }
