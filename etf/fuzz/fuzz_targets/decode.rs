@@ -1,6 +1,6 @@
 //! Fuzz target: the term decoder, the JSON mapping and the phoenix_pubsub_redis
 //! decoder on arbitrary bytes. None may panic; a decoded term must survive
-//! encode → decode unchanged, and its JSON text must be valid JSON.
+//! encode → decode unchanged, and its JSON text must be valid JSON syntax.
 
 #![no_main]
 
@@ -11,7 +11,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = pubsub_redis::decode(data);
     let Ok(term) = decode(data) else { return };
     if let Ok(text) = json::to_json_text(&term) {
-        assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "bad JSON text {text}");
+        // Syntax only: integers of any size are valid JSON (serde_json's
+        // `Value` refuses those beyond f64's range, which is not a syntax error).
+        let parsed = serde_json::from_str::<serde::de::IgnoredAny>(&text);
+        assert!(parsed.is_ok(), "bad JSON text {text}");
     }
     let _ = json::to_json_value(&term);
     let bytes = encode(&term, &EncodeOptions::default()).expect("a decoded term encodes");

@@ -18,6 +18,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Start the server (a chat on `room:*` with presence, and its page at `/`).
     Serve(ServeArgs),
+    /// Verify, decrypt, sign or encrypt a Phoenix.Token.
+    Token(crate::token_cmd::TokenArgs),
 }
 
 /// `fawkes serve` options; each overrides the config file.

@@ -6,6 +6,7 @@ mod chat;
 mod cli;
 mod config;
 mod static_files;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -17,7 +18,10 @@ use cli::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Token(args) => return token_cmd::run(args),
+    };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
