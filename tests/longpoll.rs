@@ -170,6 +170,8 @@ async fn request(
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
     let stream = TcpStream::connect(addr).await.expect("connect");
+    // Nagle off: nothing is held back waiting for an ACK (paused-time tests).
+    stream.set_nodelay(true).expect("nodelay");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");

@@ -43,7 +43,9 @@ async fn a_panicking_channel_errors_its_topic_only() {
     );
 }
 
-#[tokio::test]
+/// Paused time: the channel's sleep ends only when every other task is
+/// idle, so the order below does not depend on the machine's speed.
+#[tokio::test(start_paused = true)]
 async fn a_busy_channel_blocks_neither_its_socket_nor_its_other_channels() {
     let server = Server::start(SocketOptions::default()).await;
     let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
@@ -75,7 +77,9 @@ async fn a_busy_channel_blocks_neither_its_socket_nor_its_other_channels() {
     );
 }
 
-#[tokio::test]
+/// Paused time: the channel's sleep ends only when every other task is
+/// idle, so the order below does not depend on the machine's speed.
+#[tokio::test(start_paused = true)]
 async fn messages_for_a_busy_channel_are_handled_in_order_after_it() {
     let server = Server::start(SocketOptions::default()).await;
     let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
