@@ -167,3 +167,5 @@ impl Client {
         assert_eq!(reply[4]["status"], "ok", "{reply}");
     }
 }
+
+pub mod binary;

@@ -9,7 +9,9 @@ use fawkes::socket::CheckOrigin;
 use fawkes::SocketOptions;
 use serde::Deserialize;
 
+use crate::api::ApiConfig;
 use crate::cli::ServeArgs;
+use crate::webhook::{SocketWebhookConfig, TopicWebhookConfig};
 
 /// The configuration used when no file is given.
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -40,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) server: Server,
     #[serde(default)]
     pub(crate) presence: PresenceConfig,
+    #[serde(default)]
+    pub(crate) api: ApiConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
 }
@@ -98,9 +102,12 @@ pub(crate) struct SocketConfig {
     pub(crate) max_channels: usize,
     #[serde(default, rename = "topic")]
     pub(crate) topics: Vec<TopicRule>,
+    /// `[socket.webhook]`: the backend asked on connect (and by topics).
+    #[serde(default)]
+    pub(crate) webhook: Option<SocketWebhookConfig>,
 }
 
-/// `check_origin = false | "same-host" | ["https://example.com", "//*.example.com"]`
+/// `check_origin = true | false | "same-host" | ["https://example.com", "//*.example.com"]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(crate) enum Origin {
@@ -117,8 +124,9 @@ pub(crate) enum OriginKeyword {
 }
 
 impl Default for Origin {
+    /// Checked against the request's host, as Phoenix's default.
     fn default() -> Self {
-        Origin::Enabled(false)
+        Origin::Enabled(true)
     }
 }
 
@@ -135,6 +143,13 @@ pub(crate) struct TopicRule {
     /// connect param `user`, else `"anonymous"`).
     #[serde(default)]
     pub(crate) presence: bool,
+    /// The assign whose value is the presence key (join params are then
+    /// ignored: the key comes from the token or the connect webhook).
+    #[serde(default)]
+    pub(crate) presence_key: Option<String>,
+    /// `[socket.topic.webhook]`: the backend asked on join and on events.
+    #[serde(default)]
+    pub(crate) webhook: Option<TopicWebhookConfig>,
 }
 
 fn yes() -> bool {
@@ -214,9 +229,8 @@ impl SocketConfig {
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
                 Origin::Enabled(false) => CheckOrigin::Any,
-                Origin::Enabled(true) | Origin::Keyword(OriginKeyword::SameHost) => {
-                    CheckOrigin::SameHost
-                }
+                Origin::Enabled(true) => CheckOrigin::Host,
+                Origin::Keyword(OriginKeyword::SameHost) => CheckOrigin::SameHost,
                 Origin::List(list) => CheckOrigin::List(list.clone()),
             },
             ..SocketOptions::default()
@@ -250,6 +264,17 @@ mod tests {
         let text = "[server]\nport = \"not a number\"\n";
         let error = parse(text, Path::new("x.toml")).expect_err("bad type");
         assert!(error.to_string().contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn check_origin_is_on_unless_turned_off() {
+        let default = Config::load(None).expect("default config");
+        assert_eq!(default.sockets[0].options().check_origin, CheckOrigin::Host);
+        let text = "[[socket]]\npath = \"/s\"\n[[socket]]\npath = \"/t\"\ncheck_origin = false\n";
+        let config = parse(text, Path::new("x.toml")).expect("valid");
+        assert_eq!(config.sockets[0].options().check_origin, CheckOrigin::Host);
+        assert_eq!(config.sockets[1].options().check_origin, CheckOrigin::Any);
+        assert!(config.api.broadcast_secret.is_none());
     }
 
     #[test]

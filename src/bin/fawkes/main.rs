@@ -2,10 +2,13 @@
 //! `fawkes serve` runs a chat server from an embedded default configuration
 //! (or a TOML file that overrides it).
 
+mod api;
 mod chat;
 mod cli;
 mod config;
+mod connect;
 mod static_files;
+mod webhook;
 
 use std::process::ExitCode;
 
