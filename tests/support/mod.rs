@@ -168,4 +168,5 @@ impl Client {
     }
 }
 
+pub mod backend;
 pub mod binary;
