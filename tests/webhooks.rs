@@ -91,6 +91,8 @@ path = "/down"
 [socket.webhook]
 secret = "{SECRET}"
 connect = "{dead}/connect"
+[[socket.topic]]
+pattern = "room:*"
 "#,
         connect = backend.url("/connect"),
         join = backend.url("/join"),

@@ -4,17 +4,18 @@
 use fawkes::endpoint::{json, BearerSecret, HttpRequest, HttpResponse};
 use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
 use hyper::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable that sets (and overrides) `[api] broadcast_secret`.
 pub(crate) const SECRET_ENV: &str = "FAWKES_API_SECRET";
 
 /// `[api]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ApiConfig {
     /// The bearer secret `POST /api/broadcast` requires. Without one (here
     /// or in `FAWKES_API_SECRET`) the endpoint answers 401 to everyone.
+    #[serde(serialize_with = "crate::redact::secret")]
     pub(crate) broadcast_secret: Option<String>,
 }
 
@@ -86,5 +87,15 @@ mod tests {
             .expect("guard")
             .is_enabled());
         assert!(ApiGuard::new(&config, Some(String::new())).is_err());
+    }
+
+    #[test]
+    fn the_printed_configuration_hides_the_secret() {
+        let config = ApiConfig {
+            broadcast_secret: Some("hunter2".into()),
+        };
+        let text = toml::to_string(&config).expect("prints");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains(crate::redact::REDACTED), "{text}");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use fawkes::{ConnectInfo, Payload};
 use hyper::Uri;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 pub(crate) use answer::{ConnectAnswer, EventAnswer, JoinAnswer};
@@ -22,11 +22,11 @@ pub(crate) use client::{WebhookClient, WebhookError};
 pub(crate) const SECRET_ENV: &str = "FAWKES_WEBHOOK_SECRET";
 
 /// `[socket.webhook]`: the backend of one socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SocketWebhookConfig {
     /// Shared secret the requests are signed with (or `FAWKES_WEBHOOK_SECRET`).
-    #[serde(default)]
+    #[serde(default, serialize_with = "crate::redact::secret")]
     pub(crate) secret: Option<String>,
     /// Give up on a call after this long (the client gets an error).
     #[serde(default = "default_timeout_ms")]
@@ -40,7 +40,7 @@ pub(crate) struct SocketWebhookConfig {
 }
 
 /// `[socket.topic.webhook]`: the backend's say over one topic pattern.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TopicWebhookConfig {
     /// URL asked on every join, if set.
