@@ -10,6 +10,7 @@ mod config;
 mod connect;
 mod redact;
 mod static_files;
+mod token_cmd;
 mod webhook;
 
 use std::io::IsTerminal;
@@ -24,6 +25,7 @@ use cli::{Cli, Command, ServeArgs};
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Token(args) => token_cmd::run(args),
         Command::CheckConfig(args) => match config::Config::load(args.file.as_deref()) {
             Ok(config) => {
                 print!("{}", config.to_toml());
