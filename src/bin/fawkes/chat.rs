@@ -16,6 +16,7 @@ use fawkes::{
 use serde_json::{json, Value};
 
 use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
+use crate::auth::{Auth, AuthConfigError, SECRET_KEY_BASE_ENV};
 use crate::config::{Config, TopicRule};
 use crate::connect::SocketGate;
 use crate::webhook::{self, JoinAnswer, SocketHooks, TopicHooks, WebhookConfigError};
@@ -26,6 +27,14 @@ pub(crate) enum StartupError {
     /// `[api]` is unusable.
     #[error(transparent)]
     Api(#[from] ApiConfigError),
+    /// A `[socket.auth]` section is unusable.
+    #[error("socket {socket}: {source}")]
+    Auth {
+        /// The socket's path.
+        socket: String,
+        /// What is wrong.
+        source: AuthConfigError,
+    },
     /// A `webhook` section is unusable.
     #[error("socket {socket}: {source}")]
     Webhook {
@@ -125,8 +134,19 @@ pub(crate) fn endpoint(config: &Config, api: ApiGuard) -> Result<Endpoint, Start
             .map(|config| SocketHooks::new(config, env_secret.as_deref()))
             .transpose()
             .map_err(webhook_error)?;
+        let env_key_base = std::env::var(SECRET_KEY_BASE_ENV).ok();
+        let auth = socket_config
+            .auth
+            .as_ref()
+            .map(|config| Auth::new(config, env_key_base.as_deref()))
+            .transpose()
+            .map_err(|source| StartupError::Auth {
+                socket: socket_config.path.clone(),
+                source,
+            })?;
         let gate = Arc::new(SocketGate {
             path: socket_config.path.clone(),
+            auth,
             hooks: hooks.clone(),
         });
         let mut socket = Socket::new()

@@ -21,6 +21,7 @@ use fawkes::SocketOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::api::ApiConfig;
+use crate::auth::AuthConfig;
 use crate::cli::ServeArgs;
 use crate::webhook::{SocketWebhookConfig, TopicWebhookConfig};
 
@@ -133,6 +134,9 @@ pub(crate) struct SocketConfig {
     /// `[socket.webhook]`: the backend asked on connect (and by topics).
     #[serde(default)]
     pub(crate) webhook: Option<SocketWebhookConfig>,
+    /// `[socket.auth]`: Phoenix.Token authentication of connects.
+    #[serde(default)]
+    pub(crate) auth: Option<AuthConfig>,
 }
 
 /// `check_origin = true | false | "same-host" | ["https://example.com", "//*.example.com"]`

@@ -4,6 +4,7 @@
 //! configuration a file gives.
 
 mod api;
+mod auth;
 mod chat;
 mod cli;
 mod config;
