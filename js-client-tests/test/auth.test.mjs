@@ -9,9 +9,11 @@ import crypto from "node:crypto"
 import {mkdtempSync, writeFileSync, rmSync} from "node:fs"
 import {tmpdir} from "node:os"
 import path from "node:path"
+import {execFileSync} from "node:child_process"
 import WebSocket from "ws"
+import {LongPoll, Presence} from "phoenix"
 import {
-  startServer, binary, newSocket, connect, joinOk, settle, eventually, within, sleep,
+  startServer, binary, newSocket, connect, joinOk, settle, eventually, within, sleep, presenceKeys,
 } from "./helpers.mjs"
 
 const WEBHOOK_SECRET = "js-webhook-secret"
@@ -143,5 +145,80 @@ describe("closed by default", () => {
     const url = `ws://127.0.0.1:${server.port}/socket/websocket?vsn=2.0.0`
     assert.equal(await handshakeStatus(url, {origin: "https://evil.example"}), 403)
     assert.equal(await handshakeStatus(url, {origin: `http://127.0.0.1:${server.port}`}), 101)
+  })
+})
+
+const SECRET_KEY_BASE = "the secret_key_base of the Elixir app: 64 bytes or more, as Phoenix makes"
+const SALT = "user socket"
+
+/** A Phoenix.Token minted by `fawkes token sign` (the CLI a backend developer debugs with). */
+function mint(data, {secretKeyBase = SECRET_KEY_BASE, signedAtMs} = {}){
+  const args = ["token", "sign", "--secret-key-base", secretKeyBase, "--salt", SALT]
+  if(signedAtMs !== undefined){ args.push("--signed-at-ms", String(signedAtMs)) }
+  return execFileSync(binary("fawkes"), [...args, JSON.stringify(data)], {encoding: "utf8", timeout: 10000}).trim()
+}
+
+/** Connect attempts that fail: resolves with the first onError message; asserts it never opened. */
+async function refusedConnect(socket){
+  let opened = false
+  socket.onOpen(() => { opened = true })
+  const error = new Promise(resolve => socket.onError(e => resolve(e && (e.message || e.type || String(e)))))
+  socket.connect()
+  const message = await within(5000, "onError", error)
+  await sleep(300)
+  socket.disconnect()
+  assert.equal(opened, false, "a refused socket must not open")
+  return message
+}
+
+describe("[socket.auth]: Phoenix.Token", () => {
+  let server
+  before(async () => {
+    server = await startWithConfig("auth", `
+[[socket]]
+path = "/socket"
+[socket.auth]
+secret_key_base = "${SECRET_KEY_BASE}"
+salt = "${SALT}"
+max_age = 600
+socket_id = "users_socket:{user_id}"
+
+[[socket.topic]]
+pattern = "room:*"
+presence = true
+presence_key = "user_id"
+`)
+  })
+
+  it("a valid token connects and its presence carries the user from the token", {timeout: 10000}, async () => {
+    const socket = newSocket(server, {params: {token: mint({user_id: "ann", name: "Ann"})}})
+    await connect(socket)
+    const channel = socket.channel("room:auth", {user: "somebody-else"})
+    const presence = new Presence(channel)
+    await joinOk(channel)
+    await eventually("ann in presence", () => presenceKeys(presence).join() === "ann")
+  })
+
+  it("the authToken option works over websocket and longpoll", {timeout: 10000}, async () => {
+    const ws = newSocket(server, {authToken: mint({user_id: "ws-user"})})
+    await connect(ws)
+    const lp = newSocket(server, {transport: LongPoll, authToken: mint({user_id: "lp-user"})})
+    await connect(lp)
+    const wsChannel = ws.channel("room:both")
+    const presence = new Presence(wsChannel)
+    await joinOk(wsChannel)
+    await joinOk(lp.channel("room:both"))
+    await eventually("both users in presence", () => presenceKeys(presence).join() === "lp-user,ws-user")
+  })
+
+  it("an expired, a forged or no token gets the connect error phoenix.js shows", {timeout: 20000}, async () => {
+    const expired = mint({user_id: "ann"}, {signedAtMs: Date.now() - 3600 * 1000})
+    const forged = mint({user_id: "ann"}, {secretKeyBase: "another app's secret_key_base, as long as the real one is, or more"})
+    for(const params of [{token: expired}, {token: forged}, {}]){
+      const message = await refusedConnect(newSocket(server, {params, reconnectAfterMs: () => 60000}))
+      assert.match(message, /403/, `the ws client names the refusal: ${message}`)
+    }
+    const lpMessage = await refusedConnect(newSocket(server, {transport: LongPoll, params: {token: forged}, reconnectAfterMs: () => 60000}))
+    assert.match(String(lpMessage), /403/, `the longpoll client names the refusal: ${lpMessage}`)
   })
 })
