@@ -2,6 +2,7 @@
 //! other requests to an application handler, and shuts down gracefully.
 
 mod api;
+mod bearer;
 pub(crate) mod http;
 mod query;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use api::{handle_broadcast, json};
+pub use bearer::{BearerSecret, BearerSecretError};
 pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};

@@ -11,7 +11,8 @@ pub struct SocketOptions {
     pub idle_timeout: Duration,
     /// Largest accepted websocket frame/message in bytes (10,000,000).
     pub max_frame_size: usize,
-    /// Which `Origin` headers are accepted.
+    /// Which `Origin` headers are accepted ([`CheckOrigin::Host`], as
+    /// Phoenix's `check_origin: true`).
     pub check_origin: CheckOrigin,
     /// Most channels one connection may join (100).
     pub max_channels: usize,
@@ -32,7 +33,7 @@ impl Default for SocketOptions {
         Self {
             idle_timeout: Duration::from_secs(60),
             max_frame_size: 10_000_000,
-            check_origin: CheckOrigin::Any,
+            check_origin: CheckOrigin::Host,
             max_channels: 100,
             outbound_capacity: 1024,
             inbound_capacity: 32,

@@ -1,11 +1,17 @@
 //! `check_origin`: which browser origins may connect.
 
-/// The origin policy of a socket.
+/// The origin policy of a socket. The default is [`CheckOrigin::Host`], as
+/// Phoenix's default is `check_origin: true`: a page on another host cannot
+/// open a socket with its visitor's cookies.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CheckOrigin {
     /// Accept any origin (Phoenix's `check_origin: false`).
-    #[default]
     Any,
+    /// The origin's host must equal the host of the request's `Host` header;
+    /// scheme and port are not compared (Phoenix's `check_origin: true`,
+    /// with the request's host standing for the endpoint's configured host).
+    #[default]
+    Host,
     /// The origin's host, scheme and port must equal the request's `Host`
     /// (Phoenix's `:conn`).
     SameHost,
@@ -62,13 +68,19 @@ impl CheckOrigin {
         let refused = || OriginError(origin.to_owned());
         match self {
             CheckOrigin::Any => Ok(()),
+            CheckOrigin::Host => {
+                let parsed = parse(origin).ok_or_else(refused)?;
+                let (req_host, _) = split_host(host.ok_or_else(refused)?);
+                if parsed.host.eq_ignore_ascii_case(req_host) {
+                    Ok(())
+                } else {
+                    Err(refused())
+                }
+            }
             CheckOrigin::SameHost => {
                 let parsed = parse(origin).ok_or_else(refused)?;
                 let host = host.ok_or_else(refused)?;
-                let (req_host, req_port) = match host.rsplit_once(':') {
-                    Some((h, p)) => (h, Some(p)),
-                    None => (host, None),
-                };
+                let (req_host, req_port) = split_host(host);
                 let port = parsed.port.or(default_port(parsed.scheme));
                 let req_port = req_port.or(default_port(parsed.scheme));
                 if parsed.host.eq_ignore_ascii_case(req_host) && port == req_port {
@@ -92,6 +104,15 @@ impl CheckOrigin {
                 }
             }
         }
+    }
+}
+
+/// A `Host` header's host and port (`[::1]:4000` keeps its brackets, as an
+/// origin's host does).
+fn split_host(host: &str) -> (&str, Option<&str>) {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => (h, Some(p)),
+        _ => (host, None),
     }
 }
 
@@ -134,6 +155,33 @@ mod tests {
         assert!(policy.check(Some("https://a.b.other.com"), None).is_ok());
         assert!(policy.check(Some("https://notother.com"), None).is_err());
         assert!(policy.check(Some("null"), None).is_err());
+    }
+
+    #[test]
+    fn host_compares_only_the_host_and_is_the_default() {
+        let p = CheckOrigin::default();
+        assert_eq!(p, CheckOrigin::Host);
+        assert!(p
+            .check(Some("http://localhost:4000"), Some("localhost:4000"))
+            .is_ok());
+        assert!(p
+            .check(Some("https://localhost:5173"), Some("localhost:4000"))
+            .is_ok());
+        assert!(p
+            .check(Some("http://LOCALHOST"), Some("localhost:4000"))
+            .is_ok());
+        assert!(p
+            .check(Some("http://evil.example"), Some("localhost:4000"))
+            .is_err());
+        assert!(p
+            .check(Some("http://localhost.evil.example"), Some("localhost"))
+            .is_err());
+        assert!(p.check(Some("null"), Some("localhost")).is_err());
+        assert!(p.check(Some("http://localhost"), None).is_err());
+        assert!(p.check(None, Some("localhost")).is_ok());
+        assert!(p
+            .check(Some("http://[::1]:4000"), Some("[::1]:4000"))
+            .is_ok());
     }
 
     #[test]

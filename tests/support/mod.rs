@@ -170,3 +170,6 @@ impl Client {
         assert_eq!(reply[4]["status"], "ok", "{reply}");
     }
 }
+
+pub mod backend;
+pub mod binary;

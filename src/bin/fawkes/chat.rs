@@ -8,21 +8,52 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::presence::PresenceOptions;
+use fawkes::socket::CheckOrigin;
 use fawkes::{
-    Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, Info, JoinResult,
-    Payload, Reply, Socket,
+    Channel, ChannelSocket, ConnectInfo, Endpoint, HandleResult, Info, JoinResult, Payload, Reply,
+    Socket,
 };
 use serde_json::{json, Value};
 
+use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
+use crate::auth::{Auth, AuthConfigError, SECRET_KEY_BASE_ENV};
 use crate::config::{Config, TopicRule};
+use crate::connect::SocketGate;
+use crate::webhook::{self, JoinAnswer, SocketHooks, TopicHooks, WebhookConfigError};
+
+/// Why the configured application cannot start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StartupError {
+    /// `[api]` is unusable.
+    #[error(transparent)]
+    Api(#[from] ApiConfigError),
+    /// A `[socket.auth]` section is unusable.
+    #[error("socket {socket}: {source}")]
+    Auth {
+        /// The socket's path.
+        socket: String,
+        /// What is wrong.
+        source: AuthConfigError,
+    },
+    /// A `webhook` section is unusable.
+    #[error("socket {socket}: {source}")]
+    Webhook {
+        /// The socket's path.
+        socket: String,
+        /// What is wrong.
+        source: WebhookConfigError,
+    },
+}
 use crate::static_files::StaticFiles;
 
 /// Build the endpoint from `config` and serve until Ctrl-C or SIGTERM.
 pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
     let addr = config.server.addr();
+    let api =
+        ApiGuard::new(&config.api, std::env::var(SECRET_ENV).ok()).map_err(StartupError::from)?;
+    let endpoint = endpoint(&config, api)?;
     let listener =
         fawkes::endpoint::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
-    let endpoint = endpoint(&config);
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -52,6 +83,9 @@ pub(crate) enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The configuration cannot be served (secrets, webhooks).
+    #[error(transparent)]
+    Startup(#[from] StartupError),
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -71,18 +105,70 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
 }
 
 /// The endpoint `config` describes.
-pub(crate) fn endpoint(config: &Config) -> Endpoint {
+pub(crate) fn endpoint(config: &Config, api: ApiGuard) -> Result<Endpoint, StartupError> {
+    if api.is_enabled() {
+        tracing::info!("POST /api/broadcast is on (bearer secret required)");
+    } else {
+        tracing::info!(
+            "POST /api/broadcast is off: set [api] broadcast_secret or {SECRET_ENV} to enable it"
+        );
+    }
     let mut builder = Endpoint::builder().presence(PresenceOptions {
         batch_window: Duration::from_millis(config.presence.batch_window_ms),
     });
     for socket_config in &config.sockets {
+        if socket_config.options().check_origin == CheckOrigin::Any {
+            tracing::warn!(
+                socket = %socket_config.path,
+                "check_origin is off: any web page can open this socket in its visitors' browsers"
+            );
+        }
+        let webhook_error = |source| StartupError::Webhook {
+            socket: socket_config.path.clone(),
+            source,
+        };
+        let env_secret = std::env::var(webhook::SECRET_ENV).ok();
+        let hooks = socket_config
+            .webhook
+            .as_ref()
+            .map(|config| SocketHooks::new(config, env_secret.as_deref()))
+            .transpose()
+            .map_err(webhook_error)?;
+        let env_key_base = std::env::var(SECRET_KEY_BASE_ENV).ok();
+        let auth = socket_config
+            .auth
+            .as_ref()
+            .map(|config| Auth::new(config, env_key_base.as_deref()))
+            .transpose()
+            .map_err(|source| StartupError::Auth {
+                socket: socket_config.path.clone(),
+                source,
+            })?;
+        let gate = Arc::new(SocketGate {
+            path: socket_config.path.clone(),
+            auth,
+            hooks: hooks.clone(),
+        });
         let mut socket = Socket::new()
-            .connect(|info: ConnectInfo| async move { Ok(connect(&info)) })
+            .connect(move |info: ConnectInfo| {
+                let gate = gate.clone();
+                async move { gate.connect(info).await }
+            })
             .options(socket_config.options());
         for rule in &socket_config.topics {
-            let rule = Arc::new(rule.clone());
+            let topic_hooks = match (&rule.webhook, &hooks) {
+                (None, _) => None,
+                (Some(config), Some(hooks)) => {
+                    Some(hooks.topic(&rule.pattern, config).map_err(webhook_error)?)
+                }
+                (Some(_), None) => return Err(webhook_error(webhook::orphan_topic(&rule.pattern))),
+            };
+            let topic = Arc::new(TopicApp {
+                rule: rule.clone(),
+                hooks: topic_hooks,
+            });
             socket = socket.channel(rule.pattern.clone(), move || {
-                RelayChannel::new(rule.clone())
+                RelayChannel::new(topic.clone())
             });
         }
         builder = builder.socket(socket_config.path.clone(), socket);
@@ -92,12 +178,16 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
     let files = Arc::new(
         (!static_dir.as_os_str().is_empty()).then(|| StaticFiles::new(static_dir.clone())),
     );
-    builder
+    Ok(builder
         .handler(move |req: HttpRequest| {
             let pubsub = pubsub.clone();
             let files = files.clone();
+            let api = api.clone();
             async move {
                 if req.uri().path() == "/api/broadcast" {
+                    if let Some(refused) = api.refuse(&req) {
+                        return refused;
+                    }
                     handle_broadcast(&pubsub, req).await
                 } else if let Some(files) = files.as_ref() {
                     files.serve(&req).await
@@ -106,18 +196,7 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
                 }
             }
         })
-        .build()
-}
-
-/// Every connection is accepted; its `user` param becomes an assign.
-fn connect(info: &ConnectInfo) -> Connected {
-    let mut connected = Connected::default();
-    if let Some(user) = info.param("user").filter(|u| !u.is_empty()) {
-        connected
-            .assigns
-            .insert("user".into(), Value::String(user.to_owned()));
-    }
-    connected
+        .build())
 }
 
 async fn shutdown_signal() {
@@ -145,42 +224,83 @@ struct AfterJoin {
     key: String,
 }
 
-/// A channel configured by a [`TopicRule`]: relays the listed events to the
-/// other subscribers, and tracks presence when enabled.
+/// One topic rule and its webhooks.
+struct TopicApp {
+    rule: TopicRule,
+    hooks: Option<TopicHooks>,
+}
+
+/// A channel configured by a [`TopicRule`]: asks the backend on join and
+/// for the chosen events when webhooks are set, relays the listed events to
+/// the other subscribers, and tracks presence when enabled.
 struct RelayChannel {
-    rule: Arc<TopicRule>,
+    topic: Arc<TopicApp>,
 }
 
 impl RelayChannel {
-    fn new(rule: Arc<TopicRule>) -> Self {
-        Self { rule }
+    fn new(topic: Arc<TopicApp>) -> Self {
+        Self { topic }
     }
+}
+
+/// The socket's assigns as a JSON object.
+fn assigns(socket: &ChannelSocket) -> serde_json::Map<String, Value> {
+    socket
+        .assigns()
+        .map(|(key, value)| (key.to_owned(), value.clone()))
+        .collect()
 }
 
 impl Channel for RelayChannel {
     async fn join(
         &mut self,
-        _topic: &str,
+        topic: &str,
         params: Payload,
         socket: &mut ChannelSocket,
     ) -> JoinResult {
-        if self.rule.presence {
-            let from_join = match &params {
-                Payload::Json(Value::Object(map)) => map
-                    .get("user")
-                    .and_then(Value::as_str)
-                    .filter(|u| !u.is_empty()),
-                _ => None,
+        let mut reply = Payload::empty();
+        if let Some(hooks) = &self.topic.hooks {
+            match hooks.join(topic, &params, assigns(socket)).await {
+                None => {}
+                Some(Ok(JoinAnswer::Ok { response })) => {
+                    reply = Payload::Json(Value::Object(response))
+                }
+                Some(Ok(JoinAnswer::Error { response })) => {
+                    return JoinResult::Error(Payload::Json(Value::Object(response)));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%topic, %error, "join webhook failed");
+                    return JoinResult::Error(Payload::Json(json!({"reason": error.reason()})));
+                }
+            }
+        }
+        let rule = &self.topic.rule;
+        if rule.presence {
+            let key = match &rule.presence_key {
+                Some(assign) => match socket.assign(assign) {
+                    Some(Value::String(key)) => key.clone(),
+                    Some(Value::Number(key)) => key.to_string(),
+                    _ => "anonymous".to_owned(),
+                },
+                None => {
+                    let from_join = match &params {
+                        Payload::Json(Value::Object(map)) => map
+                            .get("user")
+                            .and_then(Value::as_str)
+                            .filter(|u| !u.is_empty()),
+                        _ => None,
+                    };
+                    from_join
+                        .or(socket.assign_str("user"))
+                        .unwrap_or("anonymous")
+                        .to_owned()
+                }
             };
-            let key = from_join
-                .or(socket.assign_str("user"))
-                .unwrap_or("anonymous")
-                .to_owned();
             if socket.send_info(AfterJoin { key }).is_err() {
                 return JoinResult::Error(Payload::Json(json!({"reason": "busy"})));
             }
         }
-        JoinResult::Ok(Payload::empty())
+        JoinResult::Ok(reply)
     }
 
     async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
@@ -212,7 +332,33 @@ impl Channel for RelayChannel {
         payload: Payload,
         socket: &mut ChannelSocket,
     ) -> HandleResult {
-        if self.rule.relay.iter().any(|e| e == event) {
+        if let Some(hooks) = self.topic.hooks.as_ref().filter(|h| h.handles(event)) {
+            let topic = socket.topic().to_owned();
+            return match hooks
+                .handle_in(&topic, event, &payload, assigns(socket))
+                .await
+            {
+                Ok(answer) => {
+                    if let Some(ask) = answer.broadcast {
+                        let payload = Payload::Json(ask.payload);
+                        if ask.exclude_sender {
+                            socket.broadcast_from(&ask.event, payload);
+                        } else {
+                            socket.broadcast(&ask.event, payload);
+                        }
+                    }
+                    HandleResult::Reply(Reply::new(
+                        answer.status.as_str(),
+                        Payload::Json(Value::Object(answer.response)),
+                    ))
+                }
+                Err(error) => {
+                    tracing::warn!(%topic, event, %error, "handle_in webhook failed");
+                    HandleResult::Reply(Reply::error(json!({"reason": error.reason()})))
+                }
+            };
+        }
+        if self.topic.rule.relay.iter().any(|e| e == event) {
             socket.broadcast_from(event, payload);
             HandleResult::Reply(Reply::ok_empty())
         } else {

@@ -20,7 +20,10 @@ use fawkes::socket::CheckOrigin;
 use fawkes::SocketOptions;
 use serde::{Deserialize, Serialize};
 
+use crate::api::ApiConfig;
+use crate::auth::AuthConfig;
 use crate::cli::ServeArgs;
+use crate::webhook::{SocketWebhookConfig, TopicWebhookConfig};
 
 /// The configuration used when no file is given.
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -57,6 +60,8 @@ pub(crate) struct Config {
     pub(crate) server: Server,
     #[serde(default)]
     pub(crate) presence: PresenceConfig,
+    #[serde(default)]
+    pub(crate) api: ApiConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
 }
@@ -126,16 +131,25 @@ pub(crate) struct SocketConfig {
     pub(crate) max_channels: usize,
     #[serde(default, rename = "topic")]
     pub(crate) topics: Vec<TopicRule>,
+    /// `[socket.webhook]`: the backend asked on connect (and by topics).
+    #[serde(default)]
+    pub(crate) webhook: Option<SocketWebhookConfig>,
+    /// `[socket.auth]`: Phoenix.Token authentication of connects.
+    #[serde(default)]
+    pub(crate) auth: Option<AuthConfig>,
 }
 
-/// `check_origin = false | true | "same-host" | ["https://example.com", "//*.example.com"]`
+/// `check_origin = true | false | "same-host" | ["https://example.com", "//*.example.com"]`
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(try_from = "toml::Value", into = "toml::Value")]
 pub(crate) enum Origin {
-    /// `false`: any origin.
-    #[default]
+    /// `false`: any origin (logged as a warning at startup).
     Any,
-    /// `true` or `"same-host"`: the origin must be the request's host.
+    /// `true`, the default (Phoenix's): the origin's host must be the
+    /// request's host.
+    #[default]
+    Host,
+    /// `"same-host"`: the origin's host, scheme and port must be the request's.
     SameHost,
     /// Allowed origins.
     List(Vec<String>),
@@ -149,7 +163,7 @@ impl fmt::Display for OriginFormError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "check_origin must be false, true, \"same-host\", or a list of origins such as \
+            "check_origin must be true, false, \"same-host\", or a list of origins such as \
              [\"https://example.com\", \"//*.example.com\"]; {} is none of these",
             self.0
         )
@@ -162,7 +176,7 @@ impl TryFrom<toml::Value> for Origin {
     fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
         match &value {
             toml::Value::Boolean(false) => Ok(Origin::Any),
-            toml::Value::Boolean(true) => Ok(Origin::SameHost),
+            toml::Value::Boolean(true) => Ok(Origin::Host),
             toml::Value::String(s) if s == "same-host" => Ok(Origin::SameHost),
             toml::Value::Array(items) => items
                 .iter()
@@ -183,6 +197,7 @@ impl From<Origin> for toml::Value {
     fn from(origin: Origin) -> Self {
         match origin {
             Origin::Any => toml::Value::Boolean(false),
+            Origin::Host => toml::Value::Boolean(true),
             Origin::SameHost => toml::Value::String("same-host".into()),
             Origin::List(list) => {
                 toml::Value::Array(list.into_iter().map(toml::Value::String).collect())
@@ -204,6 +219,13 @@ pub(crate) struct TopicRule {
     /// connect param `user`, else `"anonymous"`).
     #[serde(default)]
     pub(crate) presence: bool,
+    /// The assign whose value is the presence key (join params are then
+    /// ignored: the key comes from the token or the connect webhook).
+    #[serde(default)]
+    pub(crate) presence_key: Option<String>,
+    /// `[socket.topic.webhook]`: the backend asked on join and on events.
+    #[serde(default)]
+    pub(crate) webhook: Option<TopicWebhookConfig>,
 }
 
 fn yes() -> bool {
@@ -346,6 +368,7 @@ impl SocketConfig {
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
                 Origin::Any => CheckOrigin::Any,
+                Origin::Host => CheckOrigin::Host,
                 Origin::SameHost => CheckOrigin::SameHost,
                 Origin::List(list) => CheckOrigin::List(list.clone()),
             },
@@ -486,6 +509,27 @@ mod tests {
     }
 
     #[test]
+    fn check_origin_is_on_unless_turned_off() {
+        let default = Config::load(None).expect("default config");
+        assert_eq!(default.sockets[0].options().check_origin, CheckOrigin::Host);
+        let text = "[[socket]]\npath = \"/s\"\n[[socket.topic]]\npattern = \"a\"\n\
+                    [[socket]]\npath = \"/t\"\ncheck_origin = false\n[[socket.topic]]\npattern = \"a\"\n";
+        let config = load_text(text).expect("valid");
+        let by_path = |p: &str| {
+            config
+                .sockets
+                .iter()
+                .find(|s| s.path == p)
+                .expect("socket")
+                .options()
+                .check_origin
+        };
+        assert_eq!(by_path("/s"), CheckOrigin::Host);
+        assert_eq!(by_path("/t"), CheckOrigin::Any);
+        assert!(config.api.broadcast_secret.is_none());
+    }
+
+    #[test]
     fn check_origin_forms() {
         let text = "[[socket]]\npath = \"/s\"\ncheck_origin = [\"//*.example.com\"]\n[[socket.topic]]\npattern = \"a\"\n[[socket]]\npath = \"/t\"\ncheck_origin = \"same-host\"\n[[socket.topic]]\npattern = \"a\"\n";
         let config = load_text(text).expect("valid");
@@ -503,7 +547,7 @@ mod tests {
             CheckOrigin::List(vec!["//*.example.com".into()])
         );
         assert_eq!(by_path("/t"), CheckOrigin::SameHost);
-        assert_eq!(by_path("/socket"), CheckOrigin::Any);
+        assert_eq!(by_path("/socket"), CheckOrigin::Host);
     }
 
     #[test]
@@ -511,7 +555,7 @@ mod tests {
         let error = message("[[socket]]\npath = \"/socket\"\ncheck_origin = \"yes please\"\n");
         assert!(
             error.contains("line 3")
-                && error.contains("check_origin must be false, true, \"same-host\", or a list"),
+                && error.contains("check_origin must be true, false, \"same-host\", or a list"),
             "{error}"
         );
         let error = message("[[socket]]\npath = \"/socket\"\ncheck_origin = [\"example.com\"]\n");
@@ -558,7 +602,7 @@ mod tests {
             load_text("[[socket]]\npath = \"/socket\"\ncheck_origin = true\n").expect("valid");
         assert_eq!(config.sockets.len(), 1);
         let socket = &config.sockets[0];
-        assert_eq!(socket.check_origin, Origin::SameHost);
+        assert_eq!(socket.check_origin, Origin::Host);
         assert_eq!(socket.topics[0].pattern, "room:*", "default topics kept");
         assert!(socket.websocket && socket.longpoll);
     }

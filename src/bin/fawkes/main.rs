@@ -3,11 +3,16 @@
 //! (or a TOML file merged into it); `fawkes check-config` prints the
 //! configuration a file gives.
 
+mod api;
+mod auth;
 mod chat;
 mod cli;
 mod config;
+mod connect;
+mod redact;
 mod static_files;
 mod token_cmd;
+mod webhook;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
