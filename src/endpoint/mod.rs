@@ -2,7 +2,9 @@
 //! other requests to an application handler, and shuts down gracefully.
 
 mod api;
+mod body;
 pub(crate) mod http;
+pub(crate) mod limits;
 mod query;
 
 use std::future::Future;
@@ -15,12 +17,14 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use api::{handle_broadcast, json};
+pub use body::{read_body, BodyError};
+pub use limits::{ConnectionRefused, HttpLimits};
 pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};
@@ -43,6 +47,9 @@ pub(crate) struct Shared {
     pub(crate) pubsub: PubSub,
     pub(crate) presence: Option<Presence>,
     pub(crate) shutdown: CancellationToken,
+    /// Every connection's task (HTTP, and the websocket or longpoll session
+    /// after it), so shutdown waits for their close frames.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// Builds an [`Endpoint`].
@@ -51,6 +58,7 @@ pub struct EndpointBuilder {
     handler: Option<Handler>,
     pubsub: PubSub,
     presence: Option<PresenceOptions>,
+    http_limits: HttpLimits,
 }
 
 impl std::fmt::Debug for EndpointBuilder {
@@ -92,6 +100,12 @@ impl EndpointBuilder {
         &self.pubsub
     }
 
+    /// Limits on HTTP connections (defaults: [`HttpLimits::default`]).
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
+    }
+
     /// Finish building.
     pub fn build(self) -> Endpoint {
         let presence = self
@@ -101,10 +115,13 @@ impl EndpointBuilder {
             inner: Arc::new(Inner {
                 sockets: self.sockets,
                 handler: self.handler,
+                http_limits: self.http_limits,
+                connections: limits::ConnectionCounter::new(self.http_limits),
                 shared: Shared {
                     pubsub: self.pubsub,
                     presence,
                     shutdown: CancellationToken::new(),
+                    tasks: TaskTracker::new(),
                 },
             }),
         }
@@ -114,6 +131,8 @@ impl EndpointBuilder {
 pub(crate) struct Inner {
     pub(crate) sockets: Vec<(String, Arc<Socket>)>,
     pub(crate) handler: Option<Handler>,
+    pub(crate) http_limits: HttpLimits,
+    pub(crate) connections: Arc<limits::ConnectionCounter>,
     pub(crate) shared: Shared,
 }
 
@@ -139,6 +158,7 @@ impl Endpoint {
             handler: None,
             pubsub: PubSub::new(),
             presence: None,
+            http_limits: HttpLimits::default(),
         }
     }
 
@@ -152,6 +172,16 @@ impl Endpoint {
         self.inner.shared.presence.as_ref()
     }
 
+    /// Connections open now (HTTP and upgraded websockets).
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.open()
+    }
+
+    /// Connections refused so far by [`HttpLimits`].
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.connections.refused()
+    }
+
     /// Serve connections from `listener` until `shutdown` resolves; then
     /// close every session (websockets with 1012, so clients reconnect
     /// elsewhere) and wait briefly for connections to finish.
@@ -160,7 +190,8 @@ impl Endpoint {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let tracker = TaskTracker::new();
+        let tracker = self.inner.shared.tasks.clone();
+        let limits = self.inner.http_limits;
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -176,12 +207,28 @@ impl Endpoint {
                     continue;
                 }
             };
+            // Over a limit: closed at once, before any byte is read.
+            let permit = match self.inner.connections.try_open(peer.ip()) {
+                Ok(permit) => Arc::new(permit),
+                Err(refused) => {
+                    tracing::debug!(%peer, %refused, "connection refused");
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let inner = self.inner.clone();
             tracker.spawn(async move {
                 let shutdown = inner.shared.shutdown.clone();
-                let service = service_fn(move |req| http::dispatch(inner.clone(), req, peer));
+                let body_timeout = body::BodyReadTimeout(limits.body_read_timeout);
+                let service = service_fn(move |mut req: HttpRequest| {
+                    // The websocket transport keeps the permit after the upgrade.
+                    req.extensions_mut().insert(permit.clone());
+                    req.extensions_mut().insert(body_timeout);
+                    http::dispatch(inner.clone(), req, peer)
+                });
                 let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
                 tokio::pin!(conn);

@@ -122,6 +122,7 @@ pub(crate) fn prepare<I: InboundSource>(
         context,
         channels: ChannelTable::default(),
         id_subscription,
+        refused_joins: 0,
     });
     let driver = Driver::new(session, events, shared.shutdown.clone(), inbound);
     (driver, outbound_rx)
@@ -139,6 +140,8 @@ pub(crate) struct Session {
     context: SessionContext,
     channels: ChannelTable,
     id_subscription: Option<(String, SubscriptionId)>,
+    /// Joins refused so far (unmatched topic, too many channels).
+    refused_joins: u32,
 }
 
 impl Session {
@@ -266,7 +269,7 @@ impl Session {
         // V1 clients may omit join_ref; the join's ref stands in for it.
         let join_ref = msg.join_ref.clone().or_else(|| msg.ref_.clone());
         if !self.socket.router.has_route(&msg.topic) {
-            tracing::warn!(topic = %msg.topic, "ignoring join of unmatched topic");
+            self.join_refused(&msg.topic, "unmatched topic");
             return self.reply(None, msg.ref_, msg.topic, "error", unmatched_topic());
         }
         let replaced = self.channels.remove(&msg.topic).map(|old| {
@@ -276,7 +279,7 @@ impl Session {
             join_ref
         });
         if replaced.is_none() && self.channels.len() >= self.socket.options.max_channels {
-            tracing::error!(topic = %msg.topic, "too many channels joined");
+            self.join_refused(&msg.topic, "too many channels joined");
             let reason = Payload::Json(json!({"reason": "too many channels joined"}));
             return self.reply(join_ref, msg.ref_, msg.topic, "error", reason);
         }
@@ -332,6 +335,30 @@ impl Session {
                 self.reply(join_ref, msg.ref_, topic.clone(), "error", reason);
                 self.close_replaced(replaced, &topic);
             }
+        }
+    }
+
+    /// Log a join the session refused. A refusal is the client's mistake,
+    /// not the server's: the first one of a session is logged at INFO, the
+    /// rest at DEBUG, so one client repeating it cannot flood the log.
+    fn join_refused(&mut self, topic: &str, reason: &str) {
+        self.refused_joins = self.refused_joins.saturating_add(1);
+        let socket_id = self.id_subscription.as_ref().map(|(id, _)| id.as_str());
+        if self.refused_joins == 1 {
+            tracing::info!(
+                topic,
+                reason,
+                socket_id,
+                "join refused (later refusals of this socket at DEBUG)"
+            );
+        } else {
+            tracing::debug!(
+                topic,
+                reason,
+                socket_id,
+                refused = self.refused_joins,
+                "join refused"
+            );
         }
     }
 

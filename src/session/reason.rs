@@ -40,6 +40,10 @@ impl DisconnectReason {
             DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
                 Some(1009)
             }
+            // RFC 6455 §8.1: a text frame that is not UTF-8 fails with 1007.
+            DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Utf8(_)) => {
+                Some(1007)
+            }
             DisconnectReason::WebSocket(_) => Some(1002),
             DisconnectReason::Disconnected => Some(1001),
             DisconnectReason::SlowClient => Some(1008),

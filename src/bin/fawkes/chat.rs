@@ -28,9 +28,11 @@ pub(crate) async fn serve(config: Config) -> std::io::Result<()> {
 
 /// The endpoint `config` describes.
 pub(crate) fn endpoint(config: &Config) -> Endpoint {
-    let mut builder = Endpoint::builder().presence(PresenceOptions {
-        batch_window: Duration::from_millis(config.presence.batch_window_ms),
-    });
+    let mut builder = Endpoint::builder()
+        .presence(PresenceOptions {
+            batch_window: Duration::from_millis(config.presence.batch_window_ms),
+        })
+        .http_limits(config.limits.http_limits());
     for socket_config in &config.sockets {
         let mut socket = Socket::new()
             .connect(|info: ConnectInfo| async move { Ok(connect(&info)) })

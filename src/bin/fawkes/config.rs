@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use fawkes::endpoint::HttpLimits;
 use fawkes::socket::CheckOrigin;
 use fawkes::SocketOptions;
 use serde::Deserialize;
@@ -40,6 +41,8 @@ pub(crate) struct Config {
     pub(crate) server: Server,
     #[serde(default)]
     pub(crate) presence: PresenceConfig,
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
 }
@@ -77,6 +80,48 @@ impl Default for PresenceConfig {
             batch_window_ms: 100,
         }
     }
+}
+
+/// `[limits]`: limits on HTTP connections (the library's `HttpLimits`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsConfig {
+    /// Most open connections on this node.
+    pub(crate) max_connections: usize,
+    /// Most open connections from one remote IP address.
+    pub(crate) max_connections_per_address: usize,
+    /// A request's header must arrive within this many ms.
+    pub(crate) header_read_timeout_ms: u64,
+    /// A request body must arrive within this many ms.
+    pub(crate) body_read_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = HttpLimits::default();
+        Self {
+            max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address,
+            header_read_timeout_ms: millis(limits.header_read_timeout),
+            body_read_timeout_ms: millis(limits.body_read_timeout),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The library's limits.
+    pub(crate) fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `[[socket]]`: one mounted socket.
@@ -183,7 +228,8 @@ impl Config {
     }
 }
 
-fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+/// Parse `text` (read from `path`, named in errors) as a configuration.
+pub(crate) fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     toml::from_str(text).map_err(|error| {
         let line = error
             .span()
@@ -250,6 +296,23 @@ mod tests {
         let text = "[server]\nport = \"not a number\"\n";
         let error = parse(text, Path::new("x.toml")).expect_err("bad type");
         assert!(error.to_string().contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn limits_default_to_the_library_and_can_be_set() {
+        let config = Config::load(None).expect("default config");
+        assert_eq!(config.limits.http_limits(), HttpLimits::default());
+        let text = "[limits]\nmax_connections_per_address = 7\nheader_read_timeout_ms = 1500\n";
+        let limits = parse(text, Path::new("x.toml"))
+            .expect("valid")
+            .limits
+            .http_limits();
+        assert_eq!(limits.max_connections_per_address, 7);
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            limits.max_connections,
+            HttpLimits::default().max_connections
+        );
     }
 
     #[test]
