@@ -27,6 +27,9 @@ pub enum DisconnectReason {
     /// The server is shutting down.
     #[error("server shutdown")]
     ServerShutdown,
+    /// The client sent more frames than the socket's `message_rate`.
+    #[error("message rate limit exceeded")]
+    RateLimited,
 }
 
 impl DisconnectReason {
@@ -48,6 +51,8 @@ impl DisconnectReason {
             DisconnectReason::Disconnected => Some(1001),
             DisconnectReason::SlowClient => Some(1008),
             DisconnectReason::ServerShutdown => Some(1012),
+            // Policy violation: the client broke the socket's message rate.
+            DisconnectReason::RateLimited => Some(1008),
         }
     }
 }

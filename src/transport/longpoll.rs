@@ -17,7 +17,7 @@
 //! Tokens are HMAC-signed session ids (see [`token`]); sessions that no GET
 //! reached for 1.5 × the window are closed (see [`session`]).
 
-mod body;
+pub(crate) mod body;
 mod session;
 mod token;
 

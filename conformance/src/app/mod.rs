@@ -62,6 +62,8 @@ pub fn endpoint() -> Endpoint {
             "/socket",
             socket(SocketOptions {
                 longpoll: true,
+                // Benchmarks publish through this socket as fast as they can.
+                message_rate: None,
                 ..SocketOptions::default()
             }),
         )

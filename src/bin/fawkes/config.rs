@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fawkes::endpoint::HttpLimits;
-use fawkes::socket::CheckOrigin;
+use fawkes::socket::{CheckOrigin, RateLimit};
 use fawkes::SocketOptions;
 use serde::Deserialize;
 
@@ -141,8 +141,60 @@ pub(crate) struct SocketConfig {
     pub(crate) max_frame_size: usize,
     #[serde(default = "default_max_channels")]
     pub(crate) max_channels: usize,
+    #[serde(default)]
+    pub(crate) limits: SocketLimitsConfig,
     #[serde(default, rename = "topic")]
     pub(crate) topics: Vec<TopicRule>,
+}
+
+/// `[socket.limits]`: per-connection rate limits of one socket (0 turns a
+/// limit off).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SocketLimitsConfig {
+    /// Joins per second one connection may send on average.
+    pub(crate) joins_per_second: u32,
+    /// Joins one connection may send at once.
+    pub(crate) join_burst: u32,
+    /// Frames per second one connection may send on average.
+    pub(crate) messages_per_second: u32,
+    /// Frames one connection may send at once.
+    pub(crate) message_burst: u32,
+}
+
+impl Default for SocketLimitsConfig {
+    fn default() -> Self {
+        let options = SocketOptions::default();
+        let (joins_per_second, join_burst) = per_second(options.join_rate);
+        let (messages_per_second, message_burst) = per_second(options.message_rate);
+        Self {
+            joins_per_second,
+            join_burst,
+            messages_per_second,
+            message_burst,
+        }
+    }
+}
+
+impl SocketLimitsConfig {
+    fn join_rate(&self) -> Option<RateLimit> {
+        rate(self.joins_per_second, self.join_burst)
+    }
+
+    fn message_rate(&self) -> Option<RateLimit> {
+        rate(self.messages_per_second, self.message_burst)
+    }
+}
+
+fn rate(per_second: u32, burst: u32) -> Option<RateLimit> {
+    (per_second > 0).then(|| RateLimit::per_second(per_second, burst.max(1)))
+}
+
+fn per_second(limit: Option<RateLimit>) -> (u32, u32) {
+    limit.map_or((0, 0), |limit| {
+        let per_second = Duration::from_secs(1).as_nanos() / limit.refill_every.as_nanos().max(1);
+        (u32::try_from(per_second).unwrap_or(u32::MAX), limit.burst)
+    })
 }
 
 /// `check_origin = false | "same-host" | ["https://example.com", "//*.example.com"]`
@@ -256,6 +308,8 @@ impl SocketConfig {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_frame_size: self.max_frame_size,
             max_channels: self.max_channels,
+            join_rate: self.limits.join_rate(),
+            message_rate: self.limits.message_rate(),
             websocket: self.websocket,
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
@@ -313,6 +367,18 @@ mod tests {
             limits.max_connections,
             HttpLimits::default().max_connections
         );
+    }
+
+    #[test]
+    fn socket_limits_default_to_the_library_and_can_be_set_or_turned_off() {
+        let config = Config::load(None).expect("default config");
+        let options = config.sockets[0].options();
+        assert_eq!(options.join_rate, SocketOptions::default().join_rate);
+        assert_eq!(options.message_rate, SocketOptions::default().message_rate);
+        let text = "[[socket]]\npath = \"/s\"\n[socket.limits]\njoins_per_second = 4\njoin_burst = 8\nmessages_per_second = 0\n";
+        let options = parse(text, Path::new("x.toml")).expect("valid").sockets[0].options();
+        assert_eq!(options.join_rate, Some(RateLimit::per_second(4, 8)));
+        assert_eq!(options.message_rate, None);
     }
 
     #[test]
