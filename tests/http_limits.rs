@@ -137,3 +137,13 @@ async fn wait_until(done: impl Fn() -> bool) {
     .await
     .expect("condition in time");
 }
+
+#[tokio::test]
+async fn health_and_ready_answer_200_by_default() {
+    let server = start(HttpLimits::default()).await;
+    for path in ["/health", "/ready"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = send_and_read_to_close(&server, request.as_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+    }
+}

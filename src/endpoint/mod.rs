@@ -3,6 +3,7 @@
 
 mod api;
 mod body;
+mod health;
 pub(crate) mod http;
 pub(crate) mod limits;
 mod query;
@@ -24,6 +25,7 @@ use tokio_util::task::TaskTracker;
 
 pub use api::{handle_broadcast, json};
 pub use body::{read_body, BodyError};
+pub use health::{HEALTH_PATH, READY_PATH};
 pub use limits::{ConnectionRefused, HttpLimits};
 pub use query::parse_query;
 
@@ -59,6 +61,7 @@ pub struct EndpointBuilder {
     pubsub: PubSub,
     presence: Option<PresenceOptions>,
     http_limits: HttpLimits,
+    health_checks: bool,
 }
 
 impl std::fmt::Debug for EndpointBuilder {
@@ -100,6 +103,12 @@ impl EndpointBuilder {
         &self.pubsub
     }
 
+    /// Answer [`HEALTH_PATH`] and [`READY_PATH`] (on by default).
+    pub fn health_checks(mut self, enabled: bool) -> Self {
+        self.health_checks = enabled;
+        self
+    }
+
     /// Limits on HTTP connections (defaults: [`HttpLimits::default`]).
     pub fn http_limits(mut self, limits: HttpLimits) -> Self {
         self.http_limits = limits;
@@ -116,6 +125,7 @@ impl EndpointBuilder {
                 sockets: self.sockets,
                 handler: self.handler,
                 http_limits: self.http_limits,
+                health_checks: self.health_checks,
                 connections: limits::ConnectionCounter::new(self.http_limits),
                 shared: Shared {
                     pubsub: self.pubsub,
@@ -132,6 +142,7 @@ pub(crate) struct Inner {
     pub(crate) sockets: Vec<(String, Arc<Socket>)>,
     pub(crate) handler: Option<Handler>,
     pub(crate) http_limits: HttpLimits,
+    pub(crate) health_checks: bool,
     pub(crate) connections: Arc<limits::ConnectionCounter>,
     pub(crate) shared: Shared,
 }
@@ -159,6 +170,7 @@ impl Endpoint {
             pubsub: PubSub::new(),
             presence: None,
             http_limits: HttpLimits::default(),
+            health_checks: true,
         }
     }
 
