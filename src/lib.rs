@@ -9,6 +9,9 @@
 
 pub mod channel;
 pub mod endpoint;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod presence;
 pub mod pubsub;
 pub mod session;

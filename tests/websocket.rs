@@ -159,6 +159,28 @@ async fn oversized_frames_close_with_1009() {
 }
 
 #[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+
+    let server = Server::start(SocketOptions::default()).await;
+    let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
+    client.join("room:x", "1").await;
+    let mut other = Client::connect(&server.url("vsn=2.0.0")).await;
+    other.join("room:x", "1").await;
+    // A text frame whose payload is not UTF-8 (0xff never occurs in UTF-8).
+    let bytes = b"[\"2\",\"2\",\"room:x\",\"echo\",\"\xff\xfe\"]".to_vec();
+    let frame = Frame::message(bytes, OpCode::Data(Data::Text), true);
+    client.ws.send(Message::Frame(frame)).await.expect("send");
+    assert_eq!(client.recv_close().await, Some(1007));
+
+    other
+        .send_json(json!(["1", "2", "room:x", "echo", {"still": "here"}]))
+        .await;
+    assert_eq!(other.recv_json().await[4]["response"]["still"], "here");
+}
+
+#[tokio::test]
 async fn unknown_vsn_is_refused_with_403() {
     let server = Server::start(SocketOptions::default()).await;
     for query in ["vsn=3.0.0", "vsn=banana"] {
@@ -420,5 +442,71 @@ async fn a_client_that_stops_reading_is_closed_with_1008() {
     assert_eq!(
         close_within(&mut stuck, Duration::from_secs(5)).await,
         Some(1008)
+    );
+}
+
+/// The text a test's tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    /// Lines at `level` that contain `text`.
+    fn lines_at(&self, level: &str, text: &str) -> usize {
+        let buf = self.0.lock().expect("log buffer");
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .filter(|line| line.split_whitespace().next() == Some(level) && line.contains(text))
+            .count()
+    }
+}
+
+#[tokio::test]
+async fn refused_joins_are_not_logged_as_server_errors() {
+    let capture = LogCapture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .without_time()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime has one thread: every task logs through this default.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let options = SocketOptions {
+        max_channels: 1,
+        ..SocketOptions::default()
+    };
+    let server = Server::start(options).await;
+    let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
+    client.join("room:0", "0").await;
+    for i in 1..=300 {
+        let (topic, reason) = if i % 2 == 0 {
+            (format!("room:{i}"), "too many channels joined")
+        } else {
+            (format!("nowhere:{i}"), "unmatched topic")
+        };
+        let r = i.to_string();
+        client.send_json(json!([r, r, topic, "phx_join", {}])).await;
+        let reply = client.recv_json().await;
+        assert_eq!(reply[4]["status"], "error", "{reply}");
+        assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
+    }
+    assert_eq!(capture.lines_at("ERROR", ""), 0);
+    assert_eq!(capture.lines_at("WARN", ""), 0);
+    assert_eq!(
+        capture.lines_at("INFO", "join refused"),
+        1,
+        "one INFO line per socket"
     );
 }

@@ -2,7 +2,7 @@
 //! that publish to connected clients (and for remote `disconnect`).
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -29,9 +29,9 @@ pub async fn handle_broadcast(pubsub: &PubSub, req: HttpRequest) -> HttpResponse
     if req.method() != Method::POST {
         return json(StatusCode::METHOD_NOT_ALLOWED, error_body("use POST"));
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) => return json(StatusCode::BAD_REQUEST, error_body(&error.to_string())),
+    let body = match super::read_body(req, MAX_BODY).await {
+        Ok(body) => body,
+        Err(error) => return json(error.status(), error_body(&error.to_string())),
     };
     let request: BroadcastRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,

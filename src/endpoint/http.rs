@@ -17,6 +17,11 @@ pub(super) async fn dispatch(
     peer: SocketAddr,
 ) -> Result<HttpResponse, Infallible> {
     let path = req.uri().path().to_owned();
+    if inner.health_checks {
+        if let Some(answer) = super::health::answer(&path, &inner.shared) {
+            return Ok(answer);
+        }
+    }
     for (mount, socket) in &inner.sockets {
         let Some(transport) = path.strip_prefix(mount.as_str()) else {
             continue;

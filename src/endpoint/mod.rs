@@ -3,7 +3,10 @@
 
 mod api;
 mod bearer;
+mod body;
+mod health;
 pub(crate) mod http;
+pub(crate) mod limits;
 mod query;
 
 use std::future::Future;
@@ -16,13 +19,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use api::{handle_broadcast, json};
 pub use bearer::{BearerSecret, BearerSecretError};
+pub use body::{read_body, BodyError};
+pub use health::{HEALTH_PATH, READY_PATH};
+pub use limits::{ConnectionRefused, HttpLimits};
 pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};
@@ -45,6 +51,9 @@ pub(crate) struct Shared {
     pub(crate) pubsub: PubSub,
     pub(crate) presence: Option<Presence>,
     pub(crate) shutdown: CancellationToken,
+    /// Every connection's task (HTTP, and the websocket or longpoll session
+    /// after it), so shutdown waits for their close frames.
+    pub(crate) tasks: TaskTracker,
 }
 
 /// Builds an [`Endpoint`].
@@ -53,6 +62,8 @@ pub struct EndpointBuilder {
     handler: Option<Handler>,
     pubsub: PubSub,
     presence: Option<PresenceOptions>,
+    http_limits: HttpLimits,
+    health_checks: bool,
 }
 
 impl std::fmt::Debug for EndpointBuilder {
@@ -94,6 +105,18 @@ impl EndpointBuilder {
         &self.pubsub
     }
 
+    /// Answer [`HEALTH_PATH`] and [`READY_PATH`] (on by default).
+    pub fn health_checks(mut self, enabled: bool) -> Self {
+        self.health_checks = enabled;
+        self
+    }
+
+    /// Limits on HTTP connections (defaults: [`HttpLimits::default`]).
+    pub fn http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
+    }
+
     /// Finish building.
     pub fn build(self) -> Endpoint {
         let presence = self
@@ -103,10 +126,14 @@ impl EndpointBuilder {
             inner: Arc::new(Inner {
                 sockets: self.sockets,
                 handler: self.handler,
+                http_limits: self.http_limits,
+                health_checks: self.health_checks,
+                connections: limits::ConnectionCounter::new(self.http_limits),
                 shared: Shared {
                     pubsub: self.pubsub,
                     presence,
                     shutdown: CancellationToken::new(),
+                    tasks: TaskTracker::new(),
                 },
             }),
         }
@@ -116,6 +143,9 @@ impl EndpointBuilder {
 pub(crate) struct Inner {
     pub(crate) sockets: Vec<(String, Arc<Socket>)>,
     pub(crate) handler: Option<Handler>,
+    pub(crate) http_limits: HttpLimits,
+    pub(crate) health_checks: bool,
+    pub(crate) connections: Arc<limits::ConnectionCounter>,
     pub(crate) shared: Shared,
 }
 
@@ -141,6 +171,8 @@ impl Endpoint {
             handler: None,
             pubsub: PubSub::new(),
             presence: None,
+            http_limits: HttpLimits::default(),
+            health_checks: true,
         }
     }
 
@@ -154,6 +186,16 @@ impl Endpoint {
         self.inner.shared.presence.as_ref()
     }
 
+    /// Connections open now (HTTP and upgraded websockets).
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.open()
+    }
+
+    /// Connections refused so far by [`HttpLimits`].
+    pub fn refused_connections(&self) -> u64 {
+        self.inner.connections.refused()
+    }
+
     /// Serve connections from `listener` until `shutdown` resolves; then
     /// close every session (websockets with 1012, so clients reconnect
     /// elsewhere) and wait briefly for connections to finish.
@@ -162,7 +204,8 @@ impl Endpoint {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let tracker = TaskTracker::new();
+        let tracker = self.inner.shared.tasks.clone();
+        let limits = self.inner.http_limits;
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -178,12 +221,28 @@ impl Endpoint {
                     continue;
                 }
             };
+            // Over a limit: closed at once, before any byte is read.
+            let permit = match self.inner.connections.try_open(peer.ip()) {
+                Ok(permit) => Arc::new(permit),
+                Err(refused) => {
+                    tracing::debug!(%peer, %refused, "connection refused");
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let inner = self.inner.clone();
             tracker.spawn(async move {
                 let shutdown = inner.shared.shutdown.clone();
-                let service = service_fn(move |req| http::dispatch(inner.clone(), req, peer));
+                let body_timeout = body::BodyReadTimeout(limits.body_read_timeout);
+                let service = service_fn(move |mut req: HttpRequest| {
+                    // The websocket transport keeps the permit after the upgrade.
+                    req.extensions_mut().insert(permit.clone());
+                    req.extensions_mut().insert(body_timeout);
+                    http::dispatch(inner.clone(), req, peer)
+                });
                 let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_read_timeout)
                     .serve_connection(TokioIo::new(stream), service)
                     .with_upgrades();
                 tokio::pin!(conn);

@@ -8,6 +8,7 @@ mod control;
 mod driver;
 mod outbound;
 mod queue;
+mod rate;
 mod reason;
 mod table;
 
@@ -28,6 +29,8 @@ pub(crate) use control::SessionEvent;
 pub(crate) use driver::Driver;
 pub use outbound::{Outbound, QueueError, WireFrame};
 pub(crate) use queue::{QueueReceiver, TryPushError};
+pub use rate::RateLimit;
+use rate::TokenBucket;
 pub use reason::DisconnectReason;
 
 use crate::channel::{
@@ -117,11 +120,16 @@ pub(crate) fn prepare<I: InboundSource>(
         );
         (id.clone(), sub)
     });
+    let socket_join_rate = socket.options.join_rate;
+    let socket_message_rate = socket.options.message_rate;
     let session = Box::new(Session {
         socket,
         context,
         channels: ChannelTable::default(),
         id_subscription,
+        refused_joins: 0,
+        join_bucket: socket_join_rate.map(TokenBucket::new),
+        message_bucket: socket_message_rate.map(TokenBucket::new),
     });
     let driver = Driver::new(session, events, shared.shutdown.clone(), inbound);
     (driver, outbound_rx)
@@ -139,6 +147,12 @@ pub(crate) struct Session {
     context: SessionContext,
     channels: ChannelTable,
     id_subscription: Option<(String, SubscriptionId)>,
+    /// Joins refused so far (unmatched topic, too many channels).
+    refused_joins: u32,
+    /// The socket's `join_rate`, if limited.
+    join_bucket: Option<TokenBucket>,
+    /// The socket's `message_rate`, if limited.
+    message_bucket: Option<TokenBucket>,
 }
 
 impl Session {
@@ -206,6 +220,16 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame) -> Result<(), DisconnectReason> {
+        if let Some(bucket) = &mut self.message_bucket {
+            if !bucket.take() {
+                self.socket.limit_counters.session_rate_limited();
+                tracing::info!(
+                    socket_id = self.socket_id(),
+                    "closing connection: message rate limit exceeded"
+                );
+                return Err(DisconnectReason::RateLimited);
+            }
+        }
         let serializer = self.context.serializer;
         let message = match frame {
             InFrame::Text(text) => serializer.decode_text(&text),
@@ -266,8 +290,16 @@ impl Session {
         // V1 clients may omit join_ref; the join's ref stands in for it.
         let join_ref = msg.join_ref.clone().or_else(|| msg.ref_.clone());
         if !self.socket.router.has_route(&msg.topic) {
-            tracing::warn!(topic = %msg.topic, "ignoring join of unmatched topic");
+            self.join_refused(&msg.topic, "unmatched topic");
             return self.reply(None, msg.ref_, msg.topic, "error", unmatched_topic());
+        }
+        if let Some(bucket) = &mut self.join_bucket {
+            if !bucket.take() {
+                self.socket.limit_counters.join_rate_limited();
+                self.join_refused(&msg.topic, "join rate limit exceeded");
+                let reason = Payload::Json(json!({"reason": "join rate limit exceeded"}));
+                return self.reply(join_ref, msg.ref_, msg.topic, "error", reason);
+            }
         }
         let replaced = self.channels.remove(&msg.topic).map(|old| {
             tracing::debug!(topic = %msg.topic, "duplicate join: closing the previous channel");
@@ -276,7 +308,8 @@ impl Session {
             join_ref
         });
         if replaced.is_none() && self.channels.len() >= self.socket.options.max_channels {
-            tracing::error!(topic = %msg.topic, "too many channels joined");
+            self.socket.limit_counters.join_over_max_channels();
+            self.join_refused(&msg.topic, "too many channels joined");
             let reason = Payload::Json(json!({"reason": "too many channels joined"}));
             return self.reply(join_ref, msg.ref_, msg.topic, "error", reason);
         }
@@ -332,6 +365,35 @@ impl Session {
                 self.reply(join_ref, msg.ref_, topic.clone(), "error", reason);
                 self.close_replaced(replaced, &topic);
             }
+        }
+    }
+
+    /// The socket's id (`Connected::id`), if it has one.
+    fn socket_id(&self) -> Option<&str> {
+        self.id_subscription.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// Log a join the session refused. A refusal is the client's mistake,
+    /// not the server's: the first one of a session is logged at INFO, the
+    /// rest at DEBUG, so one client repeating it cannot flood the log.
+    fn join_refused(&mut self, topic: &str, reason: &str) {
+        self.refused_joins = self.refused_joins.saturating_add(1);
+        let socket_id = self.socket_id();
+        if self.refused_joins == 1 {
+            tracing::info!(
+                topic,
+                reason,
+                socket_id,
+                "join refused (later refusals of this socket at DEBUG)"
+            );
+        } else {
+            tracing::debug!(
+                topic,
+                reason,
+                socket_id,
+                refused = self.refused_joins,
+                "join refused"
+            );
         }
     }
 

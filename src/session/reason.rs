@@ -27,6 +27,9 @@ pub enum DisconnectReason {
     /// The server is shutting down.
     #[error("server shutdown")]
     ServerShutdown,
+    /// The client sent more frames than the socket's `message_rate`.
+    #[error("message rate limit exceeded")]
+    RateLimited,
 }
 
 impl DisconnectReason {
@@ -40,10 +43,16 @@ impl DisconnectReason {
             DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {
                 Some(1009)
             }
+            // RFC 6455 §8.1: a text frame that is not UTF-8 fails with 1007.
+            DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Utf8(_)) => {
+                Some(1007)
+            }
             DisconnectReason::WebSocket(_) => Some(1002),
             DisconnectReason::Disconnected => Some(1001),
             DisconnectReason::SlowClient => Some(1008),
             DisconnectReason::ServerShutdown => Some(1012),
+            // Policy violation: the client broke the socket's message rate.
+            DisconnectReason::RateLimited => Some(1008),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! id), the channel routes, and transport options. Built like
 //! `Phoenix.Socket` with `channel "room:*", RoomChannel`.
 
+mod limit_counters;
 mod options;
 mod origin;
 
@@ -10,6 +11,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use crate::session::RateLimit;
+pub use limit_counters::LimitCounters;
 pub use options::SocketOptions;
 pub use origin::{CheckOrigin, OriginError};
 
@@ -60,6 +63,7 @@ pub struct Socket {
     pub(crate) connect: ConnectFn,
     pub(crate) router: Router,
     pub(crate) options: SocketOptions,
+    pub(crate) limit_counters: Arc<LimitCounters>,
 }
 
 /// What a session needs of its socket.
@@ -88,6 +92,7 @@ impl Socket {
             connect: Arc::new(|_| Box::pin(async { Ok(Connected::default()) })),
             router: Router::default(),
             options: SocketOptions::default(),
+            limit_counters: Arc::default(),
         }
     }
 
@@ -120,5 +125,10 @@ impl Socket {
     /// The current options.
     pub fn get_options(&self) -> &SocketOptions {
         &self.options
+    }
+
+    /// How often this socket's clients hit its limits.
+    pub fn limit_counters(&self) -> Arc<LimitCounters> {
+        self.limit_counters.clone()
     }
 }

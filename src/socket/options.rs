@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::CheckOrigin;
+use crate::session::RateLimit;
 
 /// Options of one mounted socket. Defaults follow Phoenix 1.8.
 #[derive(Debug, Clone)]
@@ -26,6 +27,14 @@ pub struct SocketOptions {
     pub longpoll: bool,
     /// Longpoll: how long a poll waits for messages (10 s).
     pub longpoll_window: Duration,
+    /// Joins one connection may send (100 per second, bursts of 200); a
+    /// join over it gets an error reply `{"reason": "join rate limit
+    /// exceeded"}`. `None`: unlimited.
+    pub join_rate: Option<RateLimit>,
+    /// Frames one connection may send (1,000 per second, bursts of 2,000);
+    /// a connection over it is closed (websocket close code 1008).
+    /// `None`: unlimited.
+    pub message_rate: Option<RateLimit>,
 }
 
 impl Default for SocketOptions {
@@ -40,6 +49,8 @@ impl Default for SocketOptions {
             websocket: true,
             longpoll: false,
             longpoll_window: Duration::from_secs(10),
+            join_rate: Some(RateLimit::per_second(100, 200)),
+            message_rate: Some(RateLimit::per_second(1_000, 2_000)),
         }
     }
 }

@@ -17,7 +17,7 @@
 //! Tokens are HMAC-signed session ids (see [`token`]); sessions that no GET
 //! reached for 1.5 × the window are closed (see [`session`]).
 
-mod body;
+pub(crate) mod body;
 mod session;
 mod token;
 
@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fawkes_protocol::Serializer;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Serialize;
@@ -231,11 +231,11 @@ async fn publish(req: HttpRequest, socket: Arc<Socket>) -> HttpResponse {
             _ => None,
         }
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let body = match crate::endpoint::read_body(req, MAX_BODY).await {
+        Ok(body) => body,
         Err(error) => {
             tracing::info!(%error, "longpoll body refused");
-            return empty(StatusCode::BAD_REQUEST);
+            return empty(error.status());
         }
     };
     let frames = match body::frames(content_type.as_deref(), body) {

@@ -10,6 +10,7 @@ mod room_channel;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use fawkes::endpoint::HttpLimits;
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::ConnectRefused;
 use fawkes::{ConnectInfo, Connected, Endpoint, Socket, SocketOptions};
@@ -49,13 +50,20 @@ fn connect(info: &ConnectInfo) -> Result<Connected, ConnectRefused> {
 /// `/idle` (websocket, 1500 ms idle timeout), presence diffs unbatched, and
 /// `POST /api/broadcast`.
 pub fn endpoint() -> Endpoint {
-    let builder = Endpoint::builder();
+    // Benchmarks drive this app with thousands of clients from 127.0.0.1.
+    let builder = Endpoint::builder().http_limits(HttpLimits {
+        max_connections: 1_000_000,
+        max_connections_per_address: 1_000_000,
+        ..HttpLimits::default()
+    });
     let pubsub = builder.pubsub().clone();
     builder
         .socket(
             "/socket",
             socket(SocketOptions {
                 longpoll: true,
+                // Benchmarks publish through this socket as fast as they can.
+                message_rate: None,
                 ..SocketOptions::default()
             }),
         )

@@ -113,9 +113,11 @@ pub(crate) fn endpoint(config: &Config, api: ApiGuard) -> Result<Endpoint, Start
             "POST /api/broadcast is off: set [api] broadcast_secret or {SECRET_ENV} to enable it"
         );
     }
-    let mut builder = Endpoint::builder().presence(PresenceOptions {
-        batch_window: Duration::from_millis(config.presence.batch_window_ms),
-    });
+    let mut builder = Endpoint::builder()
+        .presence(PresenceOptions {
+            batch_window: Duration::from_millis(config.presence.batch_window_ms),
+        })
+        .http_limits(config.limits.http_limits());
     for socket_config in &config.sockets {
         if socket_config.options().check_origin == CheckOrigin::Any {
             tracing::warn!(

@@ -16,7 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fawkes::socket::CheckOrigin;
+use fawkes::endpoint::HttpLimits;
+use fawkes::socket::{CheckOrigin, RateLimit};
 use fawkes::SocketOptions;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,8 @@ pub(crate) struct Config {
     pub(crate) presence: PresenceConfig,
     #[serde(default)]
     pub(crate) api: ApiConfig,
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
 }
@@ -109,6 +112,48 @@ impl Default for PresenceConfig {
     }
 }
 
+/// `[limits]`: limits on HTTP connections (the library's `HttpLimits`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsConfig {
+    /// Most open connections on this node.
+    pub(crate) max_connections: usize,
+    /// Most open connections from one remote IP address.
+    pub(crate) max_connections_per_address: usize,
+    /// A request's header must arrive within this many ms.
+    pub(crate) header_read_timeout_ms: u64,
+    /// A request body must arrive within this many ms.
+    pub(crate) body_read_timeout_ms: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = HttpLimits::default();
+        Self {
+            max_connections: limits.max_connections,
+            max_connections_per_address: limits.max_connections_per_address,
+            header_read_timeout_ms: millis(limits.header_read_timeout),
+            body_read_timeout_ms: millis(limits.body_read_timeout),
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The library's limits.
+    pub(crate) fn http_limits(&self) -> HttpLimits {
+        HttpLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            body_read_timeout: Duration::from_millis(self.body_read_timeout_ms),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `[[socket]]`: one mounted socket.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +174,8 @@ pub(crate) struct SocketConfig {
     pub(crate) max_frame_size: usize,
     #[serde(default = "default_max_channels")]
     pub(crate) max_channels: usize,
+    #[serde(default)]
+    pub(crate) limits: SocketLimitsConfig,
     #[serde(default, rename = "topic")]
     pub(crate) topics: Vec<TopicRule>,
     /// `[socket.webhook]`: the backend asked on connect (and by topics).
@@ -137,6 +184,56 @@ pub(crate) struct SocketConfig {
     /// `[socket.auth]`: Phoenix.Token authentication of connects.
     #[serde(default)]
     pub(crate) auth: Option<AuthConfig>,
+}
+
+/// `[socket.limits]`: per-connection rate limits of one socket (0 turns a
+/// limit off).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SocketLimitsConfig {
+    /// Joins per second one connection may send on average.
+    pub(crate) joins_per_second: u32,
+    /// Joins one connection may send at once.
+    pub(crate) join_burst: u32,
+    /// Frames per second one connection may send on average.
+    pub(crate) messages_per_second: u32,
+    /// Frames one connection may send at once.
+    pub(crate) message_burst: u32,
+}
+
+impl Default for SocketLimitsConfig {
+    fn default() -> Self {
+        let options = SocketOptions::default();
+        let (joins_per_second, join_burst) = per_second(options.join_rate);
+        let (messages_per_second, message_burst) = per_second(options.message_rate);
+        Self {
+            joins_per_second,
+            join_burst,
+            messages_per_second,
+            message_burst,
+        }
+    }
+}
+
+impl SocketLimitsConfig {
+    fn join_rate(&self) -> Option<RateLimit> {
+        rate(self.joins_per_second, self.join_burst)
+    }
+
+    fn message_rate(&self) -> Option<RateLimit> {
+        rate(self.messages_per_second, self.message_burst)
+    }
+}
+
+fn rate(per_second: u32, burst: u32) -> Option<RateLimit> {
+    (per_second > 0).then(|| RateLimit::per_second(per_second, burst.max(1)))
+}
+
+fn per_second(limit: Option<RateLimit>) -> (u32, u32) {
+    limit.map_or((0, 0), |limit| {
+        let per_second = Duration::from_secs(1).as_nanos() / limit.refill_every.as_nanos().max(1);
+        (u32::try_from(per_second).unwrap_or(u32::MAX), limit.burst)
+    })
 }
 
 /// `check_origin = true | false | "same-host" | ["https://example.com", "//*.example.com"]`
@@ -364,6 +461,8 @@ impl SocketConfig {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_frame_size: self.max_frame_size,
             max_channels: self.max_channels,
+            join_rate: self.limits.join_rate(),
+            message_rate: self.limits.message_rate(),
             websocket: self.websocket,
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
@@ -527,6 +626,32 @@ mod tests {
         assert_eq!(by_path("/s"), CheckOrigin::Host);
         assert_eq!(by_path("/t"), CheckOrigin::Any);
         assert!(config.api.broadcast_secret.is_none());
+    }
+
+    #[test]
+    fn limits_default_to_the_library_and_can_be_set() {
+        let config = Config::load(None).expect("default config");
+        assert_eq!(config.limits.http_limits(), HttpLimits::default());
+        let text = "[limits]\nmax_connections_per_address = 7\nheader_read_timeout_ms = 1500\n";
+        let limits = load_text(text).expect("valid").limits.http_limits();
+        assert_eq!(limits.max_connections_per_address, 7);
+        assert_eq!(limits.header_read_timeout, Duration::from_millis(1500));
+        assert_eq!(
+            limits.max_connections,
+            HttpLimits::default().max_connections
+        );
+    }
+
+    #[test]
+    fn socket_limits_default_to_the_library_and_can_be_set_or_turned_off() {
+        let config = Config::load(None).expect("default config");
+        let options = config.sockets[0].options();
+        assert_eq!(options.join_rate, SocketOptions::default().join_rate);
+        assert_eq!(options.message_rate, SocketOptions::default().message_rate);
+        let text = "[[socket]]\npath = \"/socket\"\n[socket.limits]\njoins_per_second = 4\njoin_burst = 8\nmessages_per_second = 0\n";
+        let options = load_text(text).expect("valid").sockets[0].options();
+        assert_eq!(options.join_rate, Some(RateLimit::per_second(4, 8)));
+        assert_eq!(options.message_rate, None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// Why a POST body could not be read as frames (answered with HTTP 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(super) enum BodyError {
+pub(crate) enum BodyError {
     /// A text frame is not valid UTF-8.
     #[error("text frame {line} is not UTF-8")]
     NotUtf8 {
@@ -45,7 +45,7 @@ pub(super) enum BodyError {
 
 /// The frames of a POST body, in order. `content_type` is the request's
 /// single `content-type` value (`None` when absent or repeated).
-pub(super) fn frames(content_type: Option<&str>, body: Bytes) -> Result<Vec<InFrame>, BodyError> {
+pub(crate) fn frames(content_type: Option<&str>, body: Bytes) -> Result<Vec<InFrame>, BodyError> {
     if content_type != Some(NDJSON) {
         let text = Utf8Bytes::try_from(body).map_err(|_| BodyError::NotUtf8 { line: 1 })?;
         return Ok(vec![InFrame::Text(text)]);

@@ -369,6 +369,7 @@ mod tests {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
         }
     }
 

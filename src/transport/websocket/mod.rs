@@ -17,6 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::endpoint::http::empty;
+use crate::endpoint::limits::ConnectionPermit;
 use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
 use crate::socket::{ConnectInfo, Socket};
 
@@ -70,7 +71,11 @@ pub(crate) async fn upgrade(
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared = shared.clone();
-    tokio::spawn(async move {
+    // The websocket counts against the connection limits until it ends.
+    let permit = req.extensions().get::<Arc<ConnectionPermit>>().cloned();
+    let tasks = shared.tasks.clone();
+    // Tracked, so that shutdown waits for every websocket's close frame.
+    tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -97,13 +102,17 @@ pub(crate) async fn upgrade(
                             )
                             .await
                         };
-                        tokio::spawn(connection::run(ws, socket, &shared, serializer, connected));
+                        let connection =
+                            connection::run(ws, socket, &shared, serializer, connected);
+                        shared.tasks.spawn(with_permit(connection, permit));
                     }
                     Err(upgraded) => {
                         let io = TokioIo::new(upgraded);
                         let ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                        tokio::spawn(connection::run(ws, socket, &shared, serializer, connected));
+                        let connection =
+                            connection::run(ws, socket, &shared, serializer, connected);
+                        shared.tasks.spawn(with_permit(connection, permit));
                     }
                 }
             }
@@ -125,6 +134,15 @@ pub(crate) async fn upgrade(
         );
     }
     response
+}
+
+/// Run `connection`, holding its place in the connection limits until it ends.
+async fn with_permit(
+    connection: impl std::future::Future<Output = ()>,
+    permit: Option<Arc<ConnectionPermit>>,
+) {
+    connection.await;
+    drop(permit);
 }
 
 /// The `Sec-WebSocket-Accept` value, if the request is a valid upgrade.

@@ -1,0 +1,40 @@
+//! The `fawkes` binary's TOML config loader (the user's file merged into
+//! the embedded default, then checked): never panics, and a configuration
+//! it accepts turns into the library's options and prints back as TOML.
+#![no_main]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+
+// The binary's own modules, compiled here unchanged.
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../src/bin/fawkes/cli.rs"]
+mod cli;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../../src/bin/fawkes/config.rs"]
+mod config;
+
+/// The file the loader reads (it takes a path, as `--config` does).
+fn file() -> &'static PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("fawkes-fuzz-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        dir.join("fawkes.toml")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    if std::fs::write(file(), data).is_err() {
+        return;
+    }
+    if let Ok(config) = config::Config::load(Some(file())) {
+        let _ = config.limits.http_limits();
+        for socket in &config.sockets {
+            let _ = socket.options();
+        }
+        let _ = config.to_toml();
+    }
+});
