@@ -10,7 +10,7 @@ use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::presence::PresenceOptions;
 use fawkes::{
     Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, Info, JoinResult,
-    Payload, Reply, Socket,
+    Payload, PubSub, Reply, Socket,
 };
 use serde_json::{json, Value};
 
@@ -21,16 +21,26 @@ use crate::static_files::StaticFiles;
 pub(crate) async fn serve(config: Config) -> std::io::Result<()> {
     let addr = SocketAddr::new(config.server.bind, config.server.port);
     let listener = fawkes::endpoint::bind(addr)?;
-    let endpoint = endpoint(&config);
+    let pubsub = match config.cluster.redis_options() {
+        Some(options) => {
+            fawkes::pubsub::redis::start(options)
+                .map_err(std::io::Error::other)?
+                .pubsub
+        }
+        None => PubSub::new(),
+    };
+    let endpoint = endpoint(&config, pubsub);
     tracing::info!("fawkes listening on http://{}", listener.local_addr()?);
     endpoint.serve(listener, shutdown_signal()).await
 }
 
 /// The endpoint `config` describes.
-pub(crate) fn endpoint(config: &Config) -> Endpoint {
-    let mut builder = Endpoint::builder().presence(PresenceOptions {
-        batch_window: Duration::from_millis(config.presence.batch_window_ms),
-    });
+pub(crate) fn endpoint(config: &Config, pubsub: PubSub) -> Endpoint {
+    let mut builder = Endpoint::builder()
+        .pubsub_instance(pubsub)
+        .presence(PresenceOptions {
+            batch_window: Duration::from_millis(config.presence.batch_window_ms),
+        });
     for socket_config in &config.sockets {
         let mut socket = Socket::new()
             .connect(|info: ConnectInfo| async move { Ok(connect(&info)) })
