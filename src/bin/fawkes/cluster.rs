@@ -2,15 +2,17 @@
 //! a `redis_url` (file, `--redis-url` or `FAWKES_REDIS_URL`) the node runs
 //! alone and needs no Redis.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// `[cluster]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct ClusterConfig {
     /// `redis://127.0.0.1:6379`; none means no cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_url: Option<String>,
     /// This node's name, unique in the cluster (default: a random one).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) node_name: Option<String>,
     /// How often presence changes are shipped to other nodes.
     pub(crate) broadcast_period_ms: u64,
