@@ -81,7 +81,7 @@ async fn next_broadcast(client: &mut Client) -> Value {
 async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<(Server, Arc<ClusterStats>)> {
     let mut nodes = Vec::new();
     for i in 0..n {
-        let cluster = engine::start(RedisOptions::new(redis.url(), format!("node-{i}")))
+        let cluster = engine::start(RedisOptions::new(redis.url(), format!("node_{i}")))
             .expect("valid options");
         nodes.push((node(cluster.pubsub).await, cluster.stats));
     }
