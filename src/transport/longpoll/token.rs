@@ -30,6 +30,11 @@ type HmacSha256 = Hmac<Sha256>;
 pub(super) struct SessionId([u8; 16]);
 
 impl SessionId {
+    /// The id as 32 lowercase hex digits (for pubsub topics).
+    pub(super) fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A fresh random id.
     pub(super) fn random() -> Result<Self, TokenError> {
         let mut id = [0u8; 16];
