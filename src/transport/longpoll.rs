@@ -38,6 +38,7 @@ use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
 use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
 use session::{LpSession, Poll, Publish};
+pub(crate) use token::share_secret;
 
 /// Header carrying the session token (wins over the `token` query param).
 const TOKEN_HEADER: &str = "x-phoenix-longpoll-token";
