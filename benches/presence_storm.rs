@@ -4,7 +4,9 @@
 //! without a batching window.
 //!
 //! `cargo bench --bench presence_storm` (N = 10,000). Under `cargo test` it
-//! runs once with N = 200 as a smoke test.
+//! runs once with N = 200 as a smoke test. Every frame is awaited with a
+//! timeout ([`FRAME_WAIT`]), so a lost diff fails the run instead of hanging
+//! it.
 
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,24 @@ impl Channel for Observer {
         _socket: &mut ChannelSocket,
     ) -> HandleResult {
         HandleResult::NoReply
+    }
+}
+
+/// How long the subscriber waits for its next frame before the run fails:
+/// a guard against a lost `presence_diff`, not a measurement.
+const FRAME_WAIT: Duration = Duration::from_secs(30);
+
+/// The subscriber's next frame, or a panic naming what was awaited.
+async fn next_frame<S>(ws: &mut S, what: &str) -> Message
+where
+    S: StreamExt<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    match tokio::time::timeout(FRAME_WAIT, ws.next()).await {
+        Ok(Some(Ok(message))) => message,
+        Ok(other) => panic!("subscriber lost while waiting for {what}: {other:?}"),
+        Err(_) => {
+            panic!("no frame within {FRAME_WAIT:?} while waiting for {what}: a diff was lost")
+        }
     }
 }
 
@@ -69,7 +89,7 @@ async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
     ws.send(Message::text(r#"["1","1","room:storm","phx_join",{}]"#))
         .await
         .expect("join");
-    let _reply = ws.next().await;
+    let _reply = next_frame(&mut ws, "the join reply").await;
 
     let presence = endpoint.presence().expect("presence").clone();
     let topic = "room:storm";
@@ -98,8 +118,8 @@ async fn storm(n: usize, window: Duration) -> (Outcome, Outcome) {
         };
         let (mut seen, mut frames, mut bytes) = (0usize, 0usize, 0usize);
         while seen < n {
-            let Some(Ok(Message::Text(text))) = ws.next().await else {
-                panic!("subscriber lost")
+            let Message::Text(text) = next_frame(&mut ws, "presence_diff frames").await else {
+                continue;
             };
             let frame: Value = serde_json::from_str(&text).expect("json");
             if frame[3] == "presence_diff" {

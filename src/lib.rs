@@ -13,6 +13,7 @@ pub mod presence;
 pub mod pubsub;
 pub mod session;
 pub mod socket;
+pub mod token;
 pub mod transport;
 
 pub use channel::{

@@ -5,7 +5,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fawkes::socket::ConnectRefused;
@@ -18,6 +18,7 @@ use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What the test channels record: `"join <topic>"`, `"terminate <topic> <reason>"`.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -73,6 +74,16 @@ struct Server {
 /// Serve `/socket` (longpoll on, poll window `window`): `reject=1` and the
 /// auth token `deny` are refused, the socket id is `user:<user_id>`.
 async fn serve(window: Duration) -> Server {
+    serve_with(SocketOptions {
+        longpoll: true,
+        longpoll_window: window,
+        ..SocketOptions::default()
+    })
+    .await
+}
+
+/// [`serve`] with these socket options.
+async fn serve_with(options: SocketOptions) -> Server {
     let log: Log = Arc::default();
     let factory_log = log.clone();
     let socket = Socket::new()
@@ -94,11 +105,7 @@ async fn serve(window: Duration) -> Server {
             log: factory_log.clone(),
             topic: String::new(),
         })
-        .options(SocketOptions {
-            longpoll: true,
-            longpoll_window: window,
-            ..SocketOptions::default()
-        });
+        .options(options);
     let running =
         support::Server::start_endpoint(Endpoint::builder().socket("/socket", socket).build())
             .await;
@@ -163,6 +170,8 @@ async fn request(
         .body(Full::new(Bytes::from(body.to_owned())))
         .expect("request");
     let stream = TcpStream::connect(addr).await.expect("connect");
+    // Nagle off: nothing is held back waiting for an ACK (paused-time tests).
+    stream.set_nodelay(true).expect("nodelay");
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
@@ -231,7 +240,8 @@ async fn joined(addr: SocketAddr, topic: &str) -> String {
     token
 }
 
-/// Wait until `log` has an entry starting with `prefix`.
+/// Wait until `log` has an entry starting with `prefix` (a timeout turns a
+/// missing entry into a failure).
 async fn wait_for_log(log: &Log, prefix: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -295,7 +305,7 @@ async fn join_then_poll_returns_the_reply() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_batch_of_two_frames_is_answered_in_one_poll() {
     let server = serve(Duration::from_secs(10)).await;
     let token = joined(server.addr, "room:lobby").await;
@@ -304,6 +314,8 @@ async fn a_batch_of_two_frames_is_answered_in_one_poll() {
         post(server.addr, &token, batch).await.json(),
         json!({"status": 200})
     );
+    // Paused time: this sleep ends only once every task is idle, i.e. both
+    // replies are buffered.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let answer = poll(server.addr, &token).await;
     let mut messages = answer.messages();
@@ -320,24 +332,24 @@ async fn a_batch_of_two_frames_is_answered_in_one_poll() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_waiting_poll_is_woken_by_a_broadcast() {
     let server = serve(Duration::from_secs(5)).await;
     let token = joined(server.addr, "room:news").await;
     let addr = server.addr;
-    let started = Instant::now();
     let waiting = tokio::spawn(async move { poll(addr, &token).await });
+    // Paused time: this sleep ends once every task is idle, i.e. the poll
+    // is waiting (its 5 s window has not passed: virtual time stands still
+    // while anything runs).
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let broadcast_at = Instant::now();
     server
         .endpoint
         .pubsub()
         .broadcast("room:news", "headline", Payload::Json(json!({"n": 1})));
     let answer = waiting.await.expect("poll");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "woken late: {:?}",
-        started.elapsed()
-    );
+    // A poll that was not woken would answer 204 at the end of its window.
+    assert_eq!(broadcast_at.elapsed(), Duration::ZERO, "woken at once");
     assert_eq!(answer.lp_status(), 200);
     assert_eq!(
         answer.messages(),
@@ -345,36 +357,35 @@ async fn a_waiting_poll_is_woken_by_a_broadcast() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_empty_poll_answers_204_after_the_window() {
-    let server = serve(Duration::from_millis(300)).await;
+    let window = Duration::from_millis(300);
+    let server = serve(window).await;
     let token = open(server.addr).await;
     let started = Instant::now();
     let answer = poll(server.addr, &token).await;
-    let waited = started.elapsed();
     assert_eq!(
         answer.json(),
         json!({"status": 204, "token": token, "messages": []})
     );
-    assert!(
-        waited >= Duration::from_millis(250),
-        "answered after {waited:?}"
-    );
-    assert!(waited < Duration::from_secs(2), "answered after {waited:?}");
+    // Virtual (paused) time: exactly one window, whatever the machine's speed.
+    assert_eq!(started.elapsed(), window);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_newer_poll_supersedes_a_waiting_one() {
     let server = serve(Duration::from_secs(5)).await;
     let token = joined(server.addr, "room:lobby").await;
     let (addr, first_token) = (server.addr, token.clone());
-    let started = Instant::now();
     let first = tokio::spawn(async move { poll(addr, &first_token).await });
+    // Paused time: ends once the first poll is waiting.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let second_at = Instant::now();
     let second = tokio::spawn(async move { poll(addr, &token).await });
     let first = first.await.expect("first poll");
     assert_eq!(first.lp_status(), 204);
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // Virtual time: answered when the second poll came, not after its window.
+    assert_eq!(second_at.elapsed(), Duration::ZERO, "superseded at once");
     server
         .endpoint
         .pubsub()
@@ -448,7 +459,7 @@ async fn the_token_header_wins_over_the_param() {
     assert_eq!(answer.messages()[0][1], "5");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn an_unpolled_session_expires_and_its_channels_terminate() {
     // Window 200 ms: a session nobody polls for 300 ms is closed.
     let server = serve(Duration::from_millis(200)).await;
@@ -470,11 +481,11 @@ async fn an_unpolled_session_expires_and_its_channels_terminate() {
     assert_ne!(answer.token(), token);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn a_polled_session_stays_alive() {
     let server = serve(Duration::from_millis(200)).await;
     let token = joined(server.addr, "room:alive").await;
-    // Six empty polls: 1.2 s, four times the expiry.
+    // Six empty polls: 1.2 s of virtual time, four times the expiry.
     for _ in 0..6 {
         assert_eq!(poll(server.addr, &token).await.lp_status(), 204);
     }
@@ -543,7 +554,9 @@ async fn options_answers_the_cors_preflight() {
     assert_eq!(answer.status, 400);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Paused time: the 101 frames and the polls never outlast the session's
+/// expiry (450 ms) on a loaded machine.
+#[tokio::test(start_paused = true)]
 async fn the_101st_ndjson_line_is_ignored() {
     let server = serve(Duration::from_millis(300)).await;
     let token = open(server.addr).await;
@@ -640,4 +653,127 @@ async fn an_oversized_body_is_a_bad_request() {
     )
     .await;
     assert_eq!(answer.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_with_403() {
+    let server = serve_with(SocketOptions {
+        longpoll: true,
+        check_origin: fawkes::socket::CheckOrigin::List(vec!["https://chat.example".into()]),
+        ..SocketOptions::default()
+    })
+    .await;
+    let addr = server.addr;
+    let open_from = |origin: &'static str| async move {
+        request(
+            addr,
+            "GET",
+            "/socket/longpoll?vsn=2.0.0",
+            &[("origin", origin)],
+            "",
+        )
+        .await
+    };
+    // Phoenix answers a refused longpoll as JSON: HTTP 200, {"status":403}.
+    let refused = open_from("https://evil.example").await;
+    assert_eq!(refused.status, 200);
+    assert_eq!(refused.json(), json!({"status": 403}));
+    let allowed = open_from("https://chat.example").await;
+    assert_eq!(allowed.lp_status(), 410, "{}", allowed.body);
+    // A valid session's token does not let a foreign origin publish.
+    let token = allowed.token();
+    let publish = request(
+        server.addr,
+        "POST",
+        &format!("/socket/longpoll?vsn=2.0.0&token={token}"),
+        &[
+            ("content-type", "application/x-ndjson"),
+            ("origin", "https://evil.example"),
+        ],
+        r#"[null,"1","phoenix","heartbeat",{}]"#,
+    )
+    .await;
+    assert_eq!(publish.json(), json!({"status": 403}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_whose_buffer_fills_up_is_closed_as_a_slow_client() {
+    let server = serve_with(SocketOptions {
+        longpoll: true,
+        outbound_capacity: 4,
+        ..SocketOptions::default()
+    })
+    .await;
+    let pubsub = server.endpoint.pubsub().clone();
+    // Up to the buffer's capacity, frames wait for the next poll.
+    let token = joined(server.addr, "room:full").await;
+    for n in 0..4 {
+        pubsub.broadcast("room:full", "news", Payload::Json(json!({"n": n})));
+    }
+    let answer = poll(server.addr, &token).await;
+    let got: Vec<Value> = answer
+        .messages()
+        .iter()
+        .map(|m| m[4]["n"].clone())
+        .collect();
+    assert_eq!(got, [0, 1, 2, 3].map(Value::from));
+    // Nobody polls: the buffer (4) and then the session's queue (4) fill
+    // up, and a frame more closes the session instead of growing memory.
+    // Yielding lets the session move each frame into the buffer first.
+    for n in 0..20 {
+        pubsub.broadcast("room:full", "news", Payload::Json(json!({"n": n})));
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        wait_for_log(&server.log, "terminate room:full").await,
+        "terminate room:full Closed"
+    );
+    assert_eq!(pubsub.subscriber_count("room:full"), 0);
+    let answer = poll(server.addr, &token).await;
+    assert_eq!(answer.lp_status(), 410, "the session is gone");
+    assert_ne!(answer.token(), token);
+}
+
+#[tokio::test(start_paused = true)]
+async fn binary_frames_are_dropped_for_a_longpoll_client_and_the_session_lives_on() {
+    let server = serve(Duration::from_secs(5)).await;
+    let pubsub = server.endpoint.pubsub().clone();
+    let token = joined(server.addr, "room:bin").await;
+    pubsub.broadcast(
+        "room:bin",
+        "bytes",
+        Payload::Binary(Bytes::from_static(&[1, 2, 3])),
+    );
+    pubsub.broadcast(
+        "room:bin",
+        "text",
+        Payload::Json(json!({"after": "binary"})),
+    );
+    // The documented outcome (src/transport/longpoll/session.rs): a
+    // longpoll client cannot receive binary frames; they are dropped.
+    let answer = poll(server.addr, &token).await;
+    assert_eq!(
+        answer.messages(),
+        vec![json!([null, null, "room:bin", "text", {"after": "binary"}])]
+    );
+    assert_eq!(
+        post(
+            server.addr,
+            &token,
+            r#"["1","2","room:bin","echo",{"x":1}]"#
+        )
+        .await
+        .json(),
+        json!({"status": 200})
+    );
+    assert_eq!(
+        poll(server.addr, &token).await.messages()[0][4]["response"],
+        json!({"x": 1})
+    );
+    assert!(!server
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .any(|e| e.starts_with("terminate")));
 }

@@ -1,7 +1,12 @@
 //! End-to-end: presences leave when their channel crashes, leaves or its
-//! connection closes, and the others see it as a `presence_diff` leave.
+//! connection closes, and the others see it as a `presence_diff` leave; and
+//! with the binary's default batching window, changes within one window reach
+//! subscribers as one `presence_diff` and every client's list converges.
 
 mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use fawkes::presence::PresenceOptions;
 use fawkes::{
@@ -52,6 +57,10 @@ impl Channel for Tracked {
 }
 
 async fn server() -> Server {
+    server_with(PresenceOptions::default()).await
+}
+
+async fn server_with(options: PresenceOptions) -> Server {
     let socket = Socket::new()
         .connect(|info: fawkes::ConnectInfo| async move {
             let mut connected = fawkes::Connected::default();
@@ -63,7 +72,7 @@ async fn server() -> Server {
         .channel("room:*", Tracked::default);
     let endpoint = Endpoint::builder()
         .socket("/socket", socket)
-        .presence(PresenceOptions::default())
+        .presence(options)
         .build();
     Server::start_endpoint(endpoint).await
 }
@@ -153,4 +162,205 @@ async fn leave_and_close_both_remove_presences() {
     let list: Value = serde_json::from_str(&text).expect("json list");
     let keys: Vec<&String> = list.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["alice"]);
+}
+
+/// The window `fawkes serve` ships (`batch_window_ms = 100` in
+/// `src/bin/fawkes/default.toml`).
+const SHIPPED_WINDOW: Duration = Duration::from_millis(100);
+
+/// A client's presence list as phoenix.js keeps it: key -> metas.
+type ClientList = BTreeMap<String, Vec<Value>>;
+
+/// The list a `presence_state` (or `Presence.list`) payload describes.
+fn from_state(state: &Value) -> ClientList {
+    state
+        .as_object()
+        .expect("presence state object")
+        .iter()
+        .map(|(key, entry)| {
+            let metas = entry["metas"].as_array().expect("metas").clone();
+            (key.clone(), metas)
+        })
+        .collect()
+}
+
+/// Apply a `presence_diff` as phoenix.js `Presence.syncDiff` does: joins
+/// replace metas with the same `phx_ref`, leaves remove metas by `phx_ref`.
+fn sync_diff(list: &mut ClientList, diff: &Value) {
+    for (key, joined) in from_state(&diff["joins"]) {
+        let metas = list.entry(key).or_default();
+        metas.retain(|m| !joined.iter().any(|j| j["phx_ref"] == m["phx_ref"]));
+        metas.extend(joined);
+    }
+    for (key, left) in from_state(&diff["leaves"]) {
+        if let Some(metas) = list.get_mut(&key) {
+            metas.retain(|m| !left.iter().any(|l| l["phx_ref"] == m["phx_ref"]));
+            if metas.is_empty() {
+                list.remove(&key);
+            }
+        }
+    }
+}
+
+/// `list` with every key's metas in `phx_ref` order (arrival order differs
+/// between clients and the server).
+fn sorted(mut list: ClientList) -> ClientList {
+    for metas in list.values_mut() {
+        metas.sort_by_key(|m| m["phx_ref"].to_string());
+    }
+    list
+}
+
+/// A websocket client with the presence list it built from what it received.
+struct Member {
+    client: Client,
+    list: ClientList,
+    diffs: usize,
+}
+
+impl Member {
+    /// Read one frame and apply it if it is presence; returns its event.
+    async fn step(&mut self) -> String {
+        let frame = self.client.recv_json().await;
+        match frame[3].as_str() {
+            Some("presence_state") => self.list = from_state(&frame[4]),
+            Some("presence_diff") => {
+                self.diffs += 1;
+                sync_diff(&mut self.list, &frame[4]);
+            }
+            _ => {}
+        }
+        frame[3].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Read frames until `n` diffs arrived in all.
+    async fn until_diffs(&mut self, n: usize) {
+        while self.diffs < n {
+            self.step().await;
+        }
+    }
+
+    /// Read frames until the list's keys are `keys`.
+    async fn until_keys(&mut self, keys: &[String]) {
+        while self.list.keys().ne(keys.iter()) {
+            self.step().await;
+        }
+    }
+}
+
+fn server_list(server: &Server, topic: &str) -> ClientList {
+    let Payload::RawJson(text) = server.endpoint.presence().expect("presence").list(topic) else {
+        panic!("lists are pre-encoded");
+    };
+    from_state(&serde_json::from_str(&text).expect("json list"))
+}
+
+/// Paused time: the batching window only elapses when every task is idle,
+/// so "within one window" does not depend on the machine's speed; a lost
+/// diff makes `recv_json`'s timeout fire (in virtual time) instead of
+/// hanging.
+#[tokio::test(start_paused = true)]
+async fn the_shipped_window_merges_a_burst_of_joins_and_leaves_into_one_diff_each() {
+    const N: usize = 8;
+    let server = server_with(PresenceOptions {
+        batch_window: SHIPPED_WINDOW,
+    })
+    .await;
+    let mut watcher = Member {
+        client: Client::connect(&server.url("vsn=2.0.0&user=watcher")).await,
+        list: ClientList::new(),
+        diffs: 0,
+    };
+    watcher.client.join("room:w", "1").await;
+    // Its presence_state (listing itself), then the diff of its own join.
+    watcher.until_diffs(1).await;
+    assert_eq!(sorted(watcher.list.clone()), server_list(&server, "room:w"));
+
+    let users: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
+    let mut members = Vec::new();
+    for user in &users {
+        members.push(Member {
+            client: Client::connect(&server.url(&format!("vsn=2.0.0&user={user}"))).await,
+            list: ClientList::new(),
+            diffs: 0,
+        });
+    }
+    // Every join leaves before any reply is awaited: one burst.
+    for member in &mut members {
+        member
+            .client
+            .send_json(json!(["1", "1", "room:w", "phx_join", {}]))
+            .await;
+    }
+    for member in &mut members {
+        while member.step().await != "phx_reply" {}
+    }
+    let mut everyone: Vec<String> = users.clone();
+    everyone.push("watcher".to_owned());
+    everyone.sort();
+    watcher.until_keys(&everyone).await;
+    assert_eq!(
+        watcher.diffs, 2,
+        "{N} joins within one window reach the watcher as one presence_diff"
+    );
+    // Every member's list (its presence_state plus the merged diff)
+    // converges on what the server lists.
+    let listed = sorted(server_list(&server, "room:w"));
+    assert_eq!(listed.keys().cloned().collect::<Vec<_>>(), everyone);
+    for member in &mut members {
+        member.until_keys(&everyone).await;
+        assert_eq!(sorted(member.list.clone()), listed);
+    }
+    assert_eq!(sorted(watcher.list.clone()), listed);
+
+    // Half of them leave and the other half disconnect, all in one burst.
+    let (leaving, closing) = members.split_at_mut(N / 2);
+    for member in leaving.iter_mut() {
+        member
+            .client
+            .send_json(json!(["1", "2", "room:w", "phx_leave", {}]))
+            .await;
+    }
+    for member in closing.iter_mut() {
+        member.client.ws.close(None).await.expect("close");
+    }
+    watcher.until_keys(&["watcher".to_owned()]).await;
+    assert_eq!(
+        watcher.diffs, 3,
+        "{N} leaves within one window reach the watcher as one presence_diff"
+    );
+    assert_eq!(
+        sorted(watcher.list.clone()),
+        sorted(server_list(&server, "room:w"))
+    );
+}
+
+/// Changes in different windows are not merged: each window's diff is sent
+/// when that window ends.
+#[tokio::test(start_paused = true)]
+async fn changes_in_separate_windows_are_separate_diffs() {
+    let server = server_with(PresenceOptions {
+        batch_window: SHIPPED_WINDOW,
+    })
+    .await;
+    let mut watcher = Member {
+        client: Client::connect(&server.url("vsn=2.0.0&user=watcher")).await,
+        list: ClientList::new(),
+        diffs: 0,
+    };
+    watcher.client.join("room:s", "1").await;
+    watcher.until_diffs(1).await;
+    let mut expected = vec!["watcher".to_owned()];
+    let mut others = Vec::new();
+    for user in ["a", "b", "c"] {
+        let mut client = Client::connect(&server.url(&format!("vsn=2.0.0&user={user}"))).await;
+        client.join("room:s", "1").await;
+        expected.push(user.to_owned());
+        expected.sort();
+        watcher.until_keys(&expected).await;
+        // Outwait the window (virtual time) before the next change.
+        tokio::time::sleep(SHIPPED_WINDOW * 2).await;
+        others.push(client);
+    }
+    assert_eq!(watcher.diffs, 4, "one diff per window");
 }

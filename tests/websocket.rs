@@ -43,7 +43,9 @@ async fn a_panicking_channel_errors_its_topic_only() {
     );
 }
 
-#[tokio::test]
+/// Paused time: the channel's sleep ends only when every other task is
+/// idle, so the order below does not depend on the machine's speed.
+#[tokio::test(start_paused = true)]
 async fn a_busy_channel_blocks_neither_its_socket_nor_its_other_channels() {
     let server = Server::start(SocketOptions::default()).await;
     let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
@@ -75,7 +77,9 @@ async fn a_busy_channel_blocks_neither_its_socket_nor_its_other_channels() {
     );
 }
 
-#[tokio::test]
+/// Paused time: the channel's sleep ends only when every other task is
+/// idle, so the order below does not depend on the machine's speed.
+#[tokio::test(start_paused = true)]
 async fn messages_for_a_busy_channel_are_handled_in_order_after_it() {
     let server = Server::start(SocketOptions::default()).await;
     let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
@@ -268,4 +272,153 @@ async fn disconnect_broadcast_closes_every_socket_of_that_id_with_1001() {
     b.send_json(json!([null, "2", "phoenix", "heartbeat", {}]))
         .await;
     assert_eq!(b.recv_json().await[4]["status"], "ok");
+}
+
+/// The HTTP status of a websocket handshake to `url` with `origin`, or 101
+/// when the upgrade succeeded.
+async fn handshake_status(url: &str, origin: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert("origin", origin.parse().expect("header value"));
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP answer, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_with_403() {
+    let options = SocketOptions {
+        check_origin: fawkes::socket::CheckOrigin::List(vec!["https://chat.example".into()]),
+        ..SocketOptions::default()
+    };
+    let server = Server::start(options).await;
+    let url = server.url("vsn=2.0.0");
+    assert_eq!(handshake_status(&url, "https://evil.example").await, 403);
+    assert_eq!(handshake_status(&url, "http://chat.example").await, 403);
+    assert_eq!(handshake_status(&url, "https://chat.example").await, 101);
+
+    let same_host = SocketOptions {
+        check_origin: fawkes::socket::CheckOrigin::SameHost,
+        ..SocketOptions::default()
+    };
+    let server = Server::start(same_host).await;
+    let url = server.url("vsn=2.0.0");
+    let own = format!("http://{}", server.addr);
+    assert_eq!(
+        handshake_status(&url, "http://elsewhere.example").await,
+        403
+    );
+    assert_eq!(handshake_status(&url, &own).await, 101);
+}
+
+#[tokio::test]
+async fn joins_beyond_max_channels_are_refused_and_the_socket_lives_on() {
+    let options = SocketOptions {
+        max_channels: 2,
+        ..SocketOptions::default()
+    };
+    let server = Server::start(options).await;
+    let mut client = Client::connect(&server.url("vsn=2.0.0")).await;
+    client.join("room:1", "1").await;
+    client.join("room:2", "2").await;
+    client
+        .send_json(json!(["3", "3", "room:3", "phx_join", {}]))
+        .await;
+    assert_eq!(
+        client.recv_json().await,
+        json!(["3", "3", "room:3", "phx_reply", {"status": "error", "response": {"reason": "too many channels joined"}}])
+    );
+    // A duplicate join replaces its channel: not refused at the limit.
+    client
+        .send_json(json!(["4", "4", "room:2", "phx_join", {}]))
+        .await;
+    let mut frames = vec![client.recv_json().await, client.recv_json().await];
+    frames.sort_by_key(|f| f[3].as_str().map(str::to_owned));
+    assert_eq!(frames[0][3], "phx_close", "{frames:?}");
+    assert_eq!(frames[1][4]["status"], "ok", "{frames:?}");
+    // The joined channels still work; a leave frees a slot.
+    client
+        .send_json(json!(["1", "5", "room:1", "echo", {"still": 1}]))
+        .await;
+    assert_eq!(client.recv_json().await[4]["response"], json!({"still": 1}));
+    client
+        .send_json(json!(["1", "6", "room:1", "phx_leave", {}]))
+        .await;
+    let mut frames = vec![client.recv_json().await, client.recv_json().await];
+    frames.sort_by_key(|f| f[3].as_str().map(str::to_owned));
+    assert_eq!(frames[1][3], "phx_reply", "{frames:?}");
+    client.join("room:3", "7").await;
+}
+
+/// The next close code, waiting up to `wait` (virtual time when paused).
+async fn close_within(client: &mut Client, wait: Duration) -> Option<u16> {
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(wait, client.ws.next())
+            .await
+            .expect("a close frame in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+/// Paused time: the default 60 s idle timeout passes in virtual time.
+#[tokio::test(start_paused = true)]
+async fn a_silent_client_is_closed_with_1002_after_the_idle_timeout() {
+    let server = Server::start(SocketOptions::default()).await;
+    let idle = SocketOptions::default().idle_timeout;
+    let mut silent = Client::connect(&server.url("vsn=2.0.0")).await;
+    let mut talking = Client::connect(&server.url("vsn=2.0.0")).await;
+    silent.join("room:idle", "1").await;
+    talking.join("room:idle", "1").await;
+    let started = tokio::time::Instant::now();
+    let closed = tokio::spawn(async move {
+        let code = close_within(&mut silent, idle * 2).await;
+        (code, started.elapsed())
+    });
+    // The other client sends a heartbeat every half timeout: it stays.
+    for n in 0..4 {
+        tokio::time::sleep(idle / 2).await;
+        talking
+            .send_json(json!([null, n.to_string(), "phoenix", "heartbeat", {}]))
+            .await;
+        assert_eq!(talking.recv_json().await[1], n.to_string());
+    }
+    let (code, after) = closed.await.expect("silent client task");
+    assert_eq!(code, Some(1002));
+    assert_eq!(after, idle, "closed when the idle timeout passed");
+}
+
+/// Paused time: the close frame's 2 s send limit only passes when every
+/// task is idle, so the reading below is never too slow.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_closed_with_1008() {
+    let options = SocketOptions {
+        outbound_capacity: 8,
+        ..SocketOptions::default()
+    };
+    let server = Server::start(options).await;
+    let pubsub = server.endpoint.pubsub().clone();
+    let mut stuck = Client::connect(&server.url("vsn=2.0.0")).await;
+    stuck.join("room:slow", "1").await;
+    let pad = "x".repeat(64 * 1024);
+    let mut sent = 0;
+    while pubsub.subscriber_count("room:slow") == 1 {
+        assert!(sent < 10_000, "never disconnected");
+        pubsub.broadcast("room:slow", "big", Payload::Json(json!({"pad": pad})));
+        sent += 1;
+        tokio::task::yield_now().await;
+    }
+    // Read what the socket buffers held; the close frame comes last.
+    assert_eq!(
+        close_within(&mut stuck, Duration::from_secs(5)).await,
+        Some(1008)
+    );
 }

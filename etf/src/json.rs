@@ -18,7 +18,10 @@
 //! `serde_json::Value` cannot hold an integer outside `i64`/`u64` exactly, so
 //! [`to_json_value`] refuses such a term with
 //! [`NoJsonForm::IntegerBeyond64Bits`] instead of rounding it; the caller then
-//! uses the text form. Nothing is ever rounded silently.
+//! uses the text form. Nothing is ever rounded silently. (A reader may still
+//! round: JavaScript's `JSON.parse` reads such a number as the nearest double,
+//! exactly as it does for Phoenix's own frames, and `serde_json::Value`
+//! refuses numbers beyond f64's range.)
 //!
 //! **Keys.** Two keys that become the same JSON key (`:a` and `"a"`) are
 //! refused ([`NoJsonForm::DuplicateKey`]): a JSON object with repeated keys

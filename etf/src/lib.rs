@@ -34,6 +34,8 @@ mod decode;
 mod encode;
 mod error;
 pub mod json;
+#[cfg(test)]
+mod proptests;
 pub mod pubsub_redis;
 mod tags;
 mod term;

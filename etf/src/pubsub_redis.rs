@@ -14,7 +14,7 @@
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::decode::decode as decode_term;
+use crate::decode::{decode_with as decode_term, Limits};
 use crate::encode::{encode, EncodeOptions};
 use crate::error::{DecodeError, EncodeError, NoJsonForm};
 use crate::json::{from_json, to_json_text, to_json_value};
@@ -163,9 +163,16 @@ impl Rejected {
     }
 }
 
-/// Decode one message published on a PubSub's Redis channel.
+/// Decode one message published on a PubSub's Redis channel, with the
+/// decoder's default [`Limits`].
 pub fn decode(bytes: &[u8]) -> Result<RedisBroadcast, Rejected> {
-    let term = decode_term(bytes)?;
+    decode_with(bytes, &Limits::default())
+}
+
+/// Decode one message with the given limits (e.g. a node's own cap on the
+/// inflated size of compressed messages).
+pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<RedisBroadcast, Rejected> {
+    let term = decode_term(bytes, limits)?;
     let fields = match &term {
         Term::Tuple(fields) if fields.len() == 6 => fields,
         Term::Tuple(fields) => {
@@ -365,6 +372,37 @@ mod tests {
         assert_eq!(message.dispatcher, CHANNEL_SERVER_DISPATCHER);
         assert!(accept(&message, "fawkes_b"));
         assert!(!accept(&message, "phx_a"));
+    }
+
+    #[test]
+    fn limits_apply_to_compressed_messages() {
+        let payload = json!({"pad": "x".repeat(2000)});
+        let options = EncodeOptions {
+            compression: Some(6),
+            ..EncodeOptions::default()
+        };
+        let bytes = encode_broadcast(
+            Mode::Except,
+            "n",
+            "t",
+            "e",
+            PayloadRef::Json(&payload),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(bytes[1], 80, "compressed");
+        assert!(decode(&bytes).is_ok());
+        let small = Limits {
+            max_inflated: 1000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_with(&bytes, &small),
+            Err(Rejected::Undecodable(DecodeError::TooLarge {
+                limit: 1000,
+                ..
+            }))
+        ));
     }
 
     #[test]

@@ -93,9 +93,7 @@ describe("replies", () => {
   })
 
   it("receive(\"timeout\") fires when the channel does not reply", {timeout: 10000}, async () => {
-    const started = Date.now()
     assert.deepEqual(await pushed(channel, "noreply", {}, 300), {status: "timeout", response: undefined})
-    assert.ok(Date.now() - started >= 290)
     // the channel is fine afterwards
     assert.deepEqual(await pushed(channel, "echo", {after: "noreply"}), {status: "ok", response: {after: "noreply"}})
   })

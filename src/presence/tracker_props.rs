@@ -1,7 +1,10 @@
 //! Property tests for the tracker: random operations on two or three
 //! replicas with deltas lost, duplicated, reordered and misdelivered; the
 //! merge laws on full states; dropping a replica; and that the diffs (one by
-//! one or batched) keep a phoenix.js client in step with the server.
+//! one or batched) keep a phoenix.js client in step with the server. Metas
+//! and refs collide: metas are often equal apart from their ref, and refs
+//! repeat across keys, topics and replicas (within one key and topic a ref
+//! stays unique, as phoenix.js identifies a key's metas by ref).
 
 use std::collections::BTreeMap;
 
@@ -22,12 +25,14 @@ enum Op {
         owner: u64,
         topic: usize,
         key: usize,
+        made: Made,
     },
     Update {
         at: usize,
         owner: u64,
         topic: usize,
         key: usize,
+        made: Made,
     },
     Untrack {
         at: usize,
@@ -70,14 +75,32 @@ enum Op {
     },
 }
 
+/// How a new meta and its ref are made.
+#[derive(Clone, Copy, Debug)]
+struct Made {
+    /// `Some(v)`: the application fields are `{"status": v}`, shared with
+    /// every other meta made from `v`; `None`: unique fields.
+    same_meta: Option<u8>,
+    /// The ref repeats across keys, topics and replicas (`r<i>`, the i-th
+    /// ref of this key and topic) instead of being unique everywhere.
+    shared_ref: bool,
+}
+
+fn made() -> impl Strategy<Value = Made> {
+    (prop::option::of(0..2u8), any::<bool>()).prop_map(|(same_meta, shared_ref)| Made {
+        same_meta,
+        shared_ref,
+    })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let r = 0..3usize;
     let owner = 0..3u64;
     prop_oneof![
-        4 => (r.clone(), owner.clone(), 0..2usize, 0..3usize)
-            .prop_map(|(at, owner, topic, key)| Op::Track { at, owner, topic, key }),
-        2 => (r.clone(), owner.clone(), 0..2usize, 0..3usize)
-            .prop_map(|(at, owner, topic, key)| Op::Update { at, owner, topic, key }),
+        4 => (r.clone(), owner.clone(), 0..2usize, 0..3usize, made())
+            .prop_map(|(at, owner, topic, key, made)| Op::Track { at, owner, topic, key, made }),
+        2 => (r.clone(), owner.clone(), 0..2usize, 0..3usize, made())
+            .prop_map(|(at, owner, topic, key, made)| Op::Update { at, owner, topic, key, made }),
         2 => (r.clone(), owner.clone(), 0..2usize, 0..3usize)
             .prop_map(|(at, owner, topic, key)| Op::Untrack { at, owner, topic, key }),
         1 => (r.clone(), owner).prop_map(|(at, owner)| Op::UntrackOwner { at, owner }),
@@ -102,6 +125,8 @@ struct Cluster {
     batched_clients: Vec<BTreeMap<String, ClientState>>,
     queue: Vec<(usize, Delta)>,
     refs: u64,
+    /// Refs made so far per (topic, key), for [`Made::shared_ref`].
+    key_refs: BTreeMap<(usize, usize), u64>,
     created: Created,
 }
 
@@ -116,15 +141,27 @@ impl Cluster {
             batched_clients: vec![BTreeMap::new(); n],
             queue: Vec::new(),
             refs: 0,
+            key_refs: BTreeMap::new(),
             created: Created::new(),
         }
     }
 
-    fn meta(&mut self) -> (Meta, String) {
+    /// A new meta for `key` on `topic` and its ref, made as `made` says.
+    fn meta(&mut self, topic: usize, key: usize, made: Made) -> (Meta, String) {
         self.refs += 1;
         let mut meta = Meta::new();
-        meta.insert("n".into(), self.refs.into());
-        (meta, format!("ref{}", self.refs))
+        match made.same_meta {
+            Some(v) => meta.insert("status".into(), v.into()),
+            None => meta.insert("n".into(), self.refs.into()),
+        };
+        let r = if made.shared_ref {
+            let count = self.key_refs.entry((topic, key)).or_default();
+            *count += 1;
+            format!("r{count}")
+        } else {
+            format!("ref{}", self.refs)
+        };
+        (meta, r)
     }
 
     fn emit(&mut self, at: usize, diffs: Vec<Diff>) {
@@ -147,8 +184,9 @@ impl Cluster {
                 owner,
                 topic,
                 key,
+                made,
             } => {
-                let (at, (meta, r)) = (at % n, self.meta());
+                let (at, (meta, r)) = (at % n, self.meta(topic, key, made));
                 let owner = self.nodes[at].owner(owner);
                 if let Ok(d) = self.nodes[at].track(owner, TOPICS[topic], KEYS[key], meta, r) {
                     self.emit(at, vec![d]);
@@ -159,8 +197,9 @@ impl Cluster {
                 owner,
                 topic,
                 key,
+                made,
             } => {
-                let (at, (meta, r)) = (at % n, self.meta());
+                let (at, (meta, r)) = (at % n, self.meta(topic, key, made));
                 let owner = self.nodes[at].owner(owner);
                 if let Ok(d) = self.nodes[at].update(owner, TOPICS[topic], KEYS[key], meta, r) {
                     self.emit(at, vec![d]);
@@ -455,9 +494,10 @@ proptest! {
         let diffs = cluster.nodes[0].drop_replica(&gone);
         for (i, topic) in TOPICS.iter().enumerate() {
             let mut expect = from_list(&before[i]);
-            let left: Vec<&Meta> = held.values().filter(|e| e.topic == *topic).map(|e| &e.meta).collect();
-            for metas in expect.values_mut() {
-                metas.retain(|m| !left.contains(&m));
+            // Metas repeat across keys: what left is identified by key and meta.
+            let left: Vec<(&String, &Meta)> = held.values().filter(|e| e.topic == *topic).map(|e| (&e.key, &e.meta)).collect();
+            for (key, metas) in expect.iter_mut() {
+                metas.retain(|m| !left.contains(&(key, m)));
             }
             expect.retain(|_, metas| !metas.is_empty());
             prop_assert_eq!(from_list(&cluster.nodes[0].list(topic)), expect);
@@ -478,8 +518,10 @@ proptest! {
         cluster.check();
         for topic in TOPICS {
             let mut truth = cluster.truth(topic);
-            for metas in truth.0.values_mut() {
-                metas.retain(|m| !cluster.created.iter().any(|((o, _), row)| *o == gone && row.3 == *m));
+            for (key, metas) in truth.0.iter_mut() {
+                metas.retain(|m| !cluster.created.iter().any(|((o, _), row)| {
+                    *o == gone && row.1 == topic && row.2 == *key && row.3 == *m
+                }));
             }
             truth.0.retain(|_, metas| !metas.is_empty());
             prop_assert_eq!(&cluster.nodes[0].list(topic), &truth, "{} after exchange", n0);

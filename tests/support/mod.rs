@@ -120,8 +120,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// Connect with Nagle's algorithm off: a small frame is written at
+    /// once, never held back for an ACK (which paused-time tests would see
+    /// as the runtime going idle).
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("connect");
         Client { ws }

@@ -21,6 +21,8 @@ pub(crate) enum Command {
     /// Check a config file and print the effective configuration (the
     /// embedded default with the file merged into it) as TOML.
     CheckConfig(CheckConfigArgs),
+    /// Verify, decrypt, sign or encrypt a Phoenix.Token.
+    Token(crate::token_cmd::TokenArgs),
 }
 
 /// `fawkes check-config` arguments.

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod config;
 mod static_files;
+mod token_cmd;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ use cli::{Cli, Command, ServeArgs};
 async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Token(args) => token_cmd::run(args),
         Command::CheckConfig(args) => match config::Config::load(args.file.as_deref()) {
             Ok(config) => {
                 print!("{}", config.to_toml());

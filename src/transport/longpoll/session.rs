@@ -388,21 +388,36 @@ mod tests {
         (id, register(id, socket.clone(), handle, expiry))
     }
 
-    #[tokio::test]
+    /// Wait (yielding, no clock) until a GET is waiting on `session`.
+    async fn until_polled(session: &LpSession) {
+        while session.state().polls_in_flight == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    // Paused time: timers fire when every task is idle, in virtual time, so
+    // these tests neither sleep nor depend on the machine's speed.
+
+    #[tokio::test(start_paused = true)]
     async fn unpolled_sessions_are_reaped_and_forgotten() {
         let socket = Arc::new(Socket::new().options(SocketOptions {
             longpoll: true,
             ..SocketOptions::default()
         }));
         let shared = shared();
-        let (id, session) = start(&socket, &shared, Duration::from_millis(100));
+        let expiry = Duration::from_millis(100);
+        let started = Instant::now();
+        let (id, session) = start(&socket, &shared, expiry);
         assert!(lookup(id, &socket).is_some());
         // Another mount does not know this session.
         assert!(lookup(id, &Arc::new(Socket::new())).is_none());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::timeout(Duration::from_secs(60), session.closed.cancelled())
+            .await
+            .expect("the session was reaped");
+        // Virtual time: reaped exactly when the expiry passed, not before.
+        assert_eq!(started.elapsed(), expiry);
         assert!(lookup(id, &socket).is_none());
         assert!(!registry().contains_key(&id));
-        assert!(session.closed.is_cancelled());
         assert!(session.sender().is_none());
         assert_eq!(
             session.publish(Vec::new(), Duration::from_secs(1)).await,
@@ -410,7 +425,26 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_poll_keeps_its_session_alive_past_the_expiry() {
+        let socket = Arc::new(Socket::new());
+        let shared = shared();
+        let expiry = Duration::from_millis(100);
+        let (id, session) = start(&socket, &shared, expiry);
+        let started = Instant::now();
+        // One poll that waits ten expiries: the session lives on meanwhile.
+        let polled = session.poll(expiry * 10).await;
+        assert!(matches!(polled, Poll::NoContent));
+        assert_eq!(started.elapsed(), expiry * 10, "the poll waited its window");
+        assert!(lookup(id, &socket).is_some(), "reaped while polled");
+        // Nobody polls now: it is reaped one expiry after the last poll.
+        tokio::time::timeout(Duration::from_secs(60), session.closed.cancelled())
+            .await
+            .expect("the session was reaped");
+        assert_eq!(started.elapsed(), expiry * 11);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_ends_sessions_and_wakes_polls() {
         let socket = Arc::new(Socket::new());
         let shared = shared();
@@ -419,13 +453,15 @@ mod tests {
             let session = session.clone();
             async move { session.poll(Duration::from_secs(60)).await }
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        until_polled(&session).await;
+        let started = Instant::now();
         shared.shutdown.cancel();
         let polled = tokio::time::timeout(Duration::from_secs(5), polling)
             .await
             .expect("poll woken")
             .expect("poll task");
         assert!(matches!(polled, Poll::NoContent));
+        assert_eq!(started.elapsed(), Duration::ZERO, "woken at once");
         assert!(lookup(id, &socket).is_none());
     }
 }
