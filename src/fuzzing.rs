@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::endpoint::Shared;
+use crate::session::Services;
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
 use crate::session::InFrame;
@@ -73,7 +73,7 @@ pub fn session_frames(serializer: Serializer, frames: Vec<ClientFrame>) {
 struct Harness {
     runtime: tokio::runtime::Runtime,
     socket: Arc<Socket>,
-    shared: Shared,
+    shared: Services,
 }
 
 fn harness() -> &'static Harness {
@@ -101,7 +101,7 @@ fn harness() -> &'static Harness {
         Harness {
             runtime,
             socket: Arc::new(socket),
-            shared: Shared {
+            shared: Services {
                 pubsub,
                 presence: Some(presence),
                 shutdown: CancellationToken::new(),

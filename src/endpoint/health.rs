@@ -5,7 +5,8 @@
 use hyper::StatusCode;
 
 use super::http::empty;
-use super::{HttpResponse, Shared};
+use super::HttpResponse;
+use crate::session::Services;
 
 /// The path that answers 200 while the process serves HTTP at all.
 pub const HEALTH_PATH: &str = "/health";
@@ -14,7 +15,7 @@ pub const HEALTH_PATH: &str = "/health";
 pub const READY_PATH: &str = "/ready";
 
 /// The answer for `path` if it is a health check path.
-pub(crate) fn answer(path: &str, shared: &Shared) -> Option<HttpResponse> {
+pub(crate) fn answer(path: &str, shared: &Services) -> Option<HttpResponse> {
     match path {
         HEALTH_PATH => Some(empty(StatusCode::OK)),
         READY_PATH if shared.shutdown.is_cancelled() => {
@@ -34,7 +35,7 @@ mod tests {
 
     #[test]
     fn ready_turns_503_at_shutdown_and_health_stays_200() {
-        let shared = Shared {
+        let shared = Services {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),

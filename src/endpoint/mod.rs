@@ -33,6 +33,7 @@ pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
+use crate::session::Services;
 use crate::socket::Socket;
 
 /// An HTTP request as the endpoint receives it.
@@ -44,17 +45,6 @@ type Handler = Arc<dyn Fn(HttpRequest) -> HandlerFuture + Send + Sync>;
 
 /// How long shutdown waits for connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// What every session of an endpoint shares.
-#[derive(Clone, Debug)]
-pub(crate) struct Shared {
-    pub(crate) pubsub: PubSub,
-    pub(crate) presence: Option<Presence>,
-    pub(crate) shutdown: CancellationToken,
-    /// Every connection's task (HTTP, and the websocket or longpoll session
-    /// after it), so shutdown waits for their close frames.
-    pub(crate) tasks: TaskTracker,
-}
 
 /// Builds an [`Endpoint`].
 pub struct EndpointBuilder {
@@ -100,6 +90,13 @@ impl EndpointBuilder {
         self
     }
 
+    /// Use `pubsub` (e.g. one joined to a cluster) instead of a fresh
+    /// single-node one. Call it before taking [`EndpointBuilder::pubsub`].
+    pub fn pubsub_instance(mut self, pubsub: PubSub) -> Self {
+        self.pubsub = pubsub;
+        self
+    }
+
     /// The endpoint's pubsub, for handlers that broadcast.
     pub fn pubsub(&self) -> &PubSub {
         &self.pubsub
@@ -129,7 +126,7 @@ impl EndpointBuilder {
                 http_limits: self.http_limits,
                 health_checks: self.health_checks,
                 connections: limits::ConnectionCounter::new(self.http_limits),
-                shared: Shared {
+                shared: Services {
                     pubsub: self.pubsub,
                     presence,
                     shutdown: CancellationToken::new(),
@@ -146,7 +143,7 @@ pub(crate) struct Inner {
     pub(crate) http_limits: HttpLimits,
     pub(crate) health_checks: bool,
     pub(crate) connections: Arc<limits::ConnectionCounter>,
-    pub(crate) shared: Shared,
+    pub(crate) shared: Services,
 }
 
 /// A configured server: sockets, handler, pubsub and presence.
@@ -266,6 +263,13 @@ impl Endpoint {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
         Ok(())
     }
+}
+
+/// Sign LongPoll tokens with a key derived from `secret` (the same on every
+/// node of a cluster, so a request may reach any node). Process-wide; call
+/// it before serving. Returns `false` if tokens already use another key.
+pub fn share_longpoll_secret(secret: &str) -> bool {
+    crate::transport::longpoll::share_secret(secret)
 }
 
 /// How many connections may wait to be accepted; the OS default (128) drops

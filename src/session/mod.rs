@@ -10,6 +10,7 @@ mod outbound;
 mod queue;
 mod rate;
 mod reason;
+mod services;
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,15 +24,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use crate::pubsub::WireFrame;
 pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub(crate) use driver::Driver;
-pub use outbound::{Outbound, QueueError, WireFrame};
+pub use outbound::{Outbound, QueueError};
 pub(crate) use queue::{QueueReceiver, TryPushError};
 pub use rate::RateLimit;
 use rate::TokenBucket;
 pub use reason::DisconnectReason;
+pub(crate) use services::Services;
 
 use crate::channel::{
     ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, TerminateReason,
@@ -65,7 +68,7 @@ static NEXT_CHANNEL_ID: AtomicU64 = AtomicU64::new(1);
 /// Start a session for a client that `connect` accepted.
 pub(crate) fn start(
     socket: Arc<SocketConfig>,
-    shared: &crate::endpoint::Shared,
+    shared: &Services,
     serializer: Serializer,
     connected: Connected,
 ) -> SessionHandle {
@@ -96,7 +99,7 @@ impl InboundSource for mpsc::Receiver<InFrame> {
 /// poll in the caller's task or to spawn) and the receiver of its frames.
 pub(crate) fn prepare<I: InboundSource>(
     socket: Arc<SocketConfig>,
-    shared: &crate::endpoint::Shared,
+    shared: &Services,
     serializer: Serializer,
     connected: Connected,
     inbound: I,
@@ -115,7 +118,9 @@ pub(crate) fn prepare<I: InboundSource>(
         let sub = shared.pubsub.subscribe(
             id,
             Subscriber {
-                target: Target::Socket { control },
+                target: Target::Socket {
+                    sink: context.outbound.sink(),
+                },
             },
         );
         (id.clone(), sub)

@@ -10,8 +10,8 @@ use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::CheckOrigin;
 use fawkes::{
-    Channel, ChannelSocket, ConnectInfo, Endpoint, HandleResult, Info, JoinResult, Payload, Reply,
-    Socket,
+    Channel, ChannelSocket, ConnectInfo, Endpoint, HandleResult, Info, JoinResult, Payload, PubSub,
+    Reply, Socket,
 };
 use serde_json::{json, Value};
 
@@ -51,9 +51,24 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
     let addr = config.server.addr();
     let api =
         ApiGuard::new(&config.api, std::env::var(SECRET_ENV).ok()).map_err(StartupError::from)?;
-    let endpoint = endpoint(&config, api)?;
     let listener =
         fawkes::endpoint::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
+    if let Some(secret) = &config.cluster.secret_key_base {
+        fawkes::endpoint::share_longpoll_secret(secret);
+    } else if config.cluster.redis_url.is_some() {
+        tracing::warn!(
+            "no [cluster] secret_key_base: a longpoll client must keep reaching the same node"
+        );
+    }
+    let pubsub = match config.cluster.redis_options() {
+        Some(options) => {
+            fawkes::pubsub::redis::start(options)
+                .map_err(ServeError::Cluster)?
+                .pubsub
+        }
+        None => PubSub::new(),
+    };
+    let endpoint = endpoint(&config, api, pubsub)?;
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -89,6 +104,9 @@ pub(crate) enum ServeError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The `[cluster]` settings are not usable.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(fawkes::pubsub::redis::ClusterError),
 }
 
 fn listen_hint(error: &std::io::Error) -> &'static str {
@@ -105,7 +123,11 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
 }
 
 /// The endpoint `config` describes.
-pub(crate) fn endpoint(config: &Config, api: ApiGuard) -> Result<Endpoint, StartupError> {
+pub(crate) fn endpoint(
+    config: &Config,
+    api: ApiGuard,
+    pubsub: PubSub,
+) -> Result<Endpoint, StartupError> {
     if api.is_enabled() {
         tracing::info!("POST /api/broadcast is on (bearer secret required)");
     } else {
@@ -114,6 +136,7 @@ pub(crate) fn endpoint(config: &Config, api: ApiGuard) -> Result<Endpoint, Start
         );
     }
     let mut builder = Endpoint::builder()
+        .pubsub_instance(pubsub)
         .presence(PresenceOptions {
             batch_window: Duration::from_millis(config.presence.batch_window_ms),
         })

@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod chat;
 mod cli;
+mod cluster;
 mod config;
 mod connect;
 mod redact;

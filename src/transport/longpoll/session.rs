@@ -185,6 +185,11 @@ impl LpSession {
 
     /// Wait up to `window` for frames; a newer poll on the same session
     /// ends this one with [`Poll::NoContent`].
+    /// Cancelled once the session has ended.
+    pub(super) fn closed(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
     pub(super) async fn poll(&self, window: Duration) -> Poll {
         let generation = {
             let mut state = self.state();
@@ -359,13 +364,13 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Shared;
     use crate::pubsub::PubSub;
+    use crate::session::Services;
     use crate::socket::SocketOptions;
     use fawkes_protocol::Serializer;
 
-    fn shared() -> Shared {
-        Shared {
+    fn shared() -> Services {
+        Services {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),
@@ -375,7 +380,7 @@ mod tests {
 
     fn start(
         socket: &Arc<Socket>,
-        shared: &Shared,
+        shared: &Services,
         expiry: Duration,
     ) -> (SessionId, Arc<LpSession>) {
         let handle =
