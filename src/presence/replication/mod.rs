@@ -17,6 +17,8 @@ mod node;
 #[cfg(test)]
 mod props;
 mod replicas;
+#[cfg(test)]
+mod service_tests;
 mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -191,6 +193,11 @@ impl Replication {
     /// This node's replica id.
     pub fn replica(&self) -> ReplicaId {
         self.shared.core().replica().clone()
+    }
+
+    /// The peer replicas this node currently knows (up or down).
+    pub fn peers(&self) -> Vec<ReplicaId> {
+        self.shared.core().peers().cloned().collect()
     }
 
     /// Handles one message from another node. Bytes that are not a valid
