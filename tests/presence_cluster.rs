@@ -74,7 +74,6 @@ async fn node(hub: &GossipHub, name: &str) -> (Server, Replication) {
         .build();
     let mut options = ReplicationOptions::new(name);
     options.broadcast_period = Duration::from_millis(50);
-    options.max_silent_periods = 2;
     options.down_period = DOWN;
     let presence = endpoint.presence().expect("presence");
     let replication = Replication::start(presence, options, hub.sink(name)).expect("start");

@@ -56,6 +56,11 @@ pub trait GossipSink: Send + Sync + 'static {
 /// Settings of presence replication (the `[cluster]` section's
 /// `node_name`, `broadcast_period_ms`, `down_period_ms`,
 /// `permdown_period_ms`).
+///
+/// There is no separate heartbeat setting: an idle node heartbeats six
+/// times per `down_period` (but never more often than once a period), so a
+/// peer is marked down only after about six heartbeats in a row were lost,
+/// whatever the periods are set to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicationOptions {
     /// This node's name, unique in the cluster.
@@ -64,15 +69,16 @@ pub struct ReplicationOptions {
     /// ours is 100 ms so a join is seen on every node within a few tenths
     /// of a second.
     pub broadcast_period: Duration,
-    /// An idle node heartbeats every this many periods (500 ms by default).
-    pub max_silent_periods: u32,
     /// A peer silent this long is down: its presences leave. 3 s by
-    /// default (six missed heartbeats), so a dead node's users are gone
-    /// within `down_period` + one period, well under 5 s.
+    /// default (six missed heartbeats of 500 ms), so a dead node's users
+    /// are gone within `down_period` + one period, well under 5 s.
     pub down_period: Duration,
     /// A down peer silent this long is forgotten (20 minutes, as Phoenix).
     pub permdown_period: Duration,
 }
+
+/// Heartbeats an idle node sends per `down_period`.
+const HEARTBEATS_PER_DOWN_PERIOD: u32 = 6;
 
 impl ReplicationOptions {
     /// The defaults for a node named `node_name`.
@@ -80,14 +86,14 @@ impl ReplicationOptions {
         ReplicationOptions {
             node_name: node_name.into(),
             broadcast_period: Duration::from_millis(100),
-            max_silent_periods: 5,
             down_period: Duration::from_secs(3),
             permdown_period: Duration::from_secs(20 * 60),
         }
     }
 
-    fn heartbeat_period(&self) -> Duration {
-        self.broadcast_period * self.max_silent_periods.max(1)
+    /// How often an idle node heartbeats.
+    pub fn heartbeat_period(&self) -> Duration {
+        (self.down_period / HEARTBEATS_PER_DOWN_PERIOD).max(self.broadcast_period)
     }
 
     fn timing(&self) -> Result<Timing, ReplicationError> {
@@ -98,9 +104,9 @@ impl ReplicationOptions {
         if self.broadcast_period.is_zero() {
             return Err(ReplicationError::Options("broadcast_period is zero"));
         }
-        if self.down_period < heartbeat_period * 3 {
+        if self.down_period < self.broadcast_period * 3 {
             return Err(ReplicationError::Options(
-                "down_period must be at least three heartbeats (broadcast_period x max_silent_periods x 3)",
+                "down_period must be at least three broadcast periods",
             ));
         }
         if self.permdown_period < self.down_period {

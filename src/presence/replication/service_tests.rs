@@ -156,6 +156,10 @@ async fn garbage_is_dropped_and_replication_starts_once() {
     assert!(again.is_err());
     let mut bad = ReplicationOptions::new("y");
     bad.down_period = Duration::from_millis(200);
+    assert_eq!(
+        ReplicationOptions::new("d").heartbeat_period(),
+        Duration::from_millis(500)
+    );
     let fresh = Presence::new(PubSub::new(), PresenceOptions::default());
     assert!(Replication::start(&fresh, bad, hub.sink("y")).is_err());
     fresh.track(1, "room", "k", serde_json::Map::new()).unwrap();
