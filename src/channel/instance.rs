@@ -132,7 +132,7 @@ impl<C: Channel> AnyChannel for Instance<C> {
             &self.socket.topic,
             Subscriber {
                 target: Target::Channel {
-                    outbound: session.outbound.clone(),
+                    sink: session.outbound.sink(),
                     serializer: session.serializer,
                     intercepts: self.channel.intercepts(),
                     channel_id: self.socket.channel_id,

@@ -41,13 +41,3 @@ impl Mailbox {
         self.control.to_channel(self.channel_id, msg)
     }
 }
-
-/// Hand an intercepted broadcast to channel `channel_id` of the session
-/// behind `control` without waiting; a full queue means the client's
-/// channels cannot keep up, so its session is closed as a slow client.
-pub(crate) fn send_intercepted(control: &SessionControl, channel_id: u64, broadcast: &Broadcast) {
-    let msg = ChannelMsg::Out(Box::new(broadcast.clone()));
-    if let Err(TryPushError::Full) = control.to_channel(channel_id, msg) {
-        control.overflowed();
-    }
-}

@@ -15,7 +15,7 @@ use fawkes_protocol::Payload;
 
 pub use info::Info;
 pub(crate) use instance::{AnyChannel, ExitKind, Handled};
-pub(crate) use mailbox::{send_intercepted, ChannelMsg, Incoming, Mailbox};
+pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;
 pub use socket::{ChannelSocket, InfoError, InfoSender, PushError};

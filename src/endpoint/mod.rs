@@ -25,6 +25,7 @@ pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
+use crate::session::Services;
 use crate::socket::Socket;
 
 /// An HTTP request as the endpoint receives it.
@@ -36,14 +37,6 @@ type Handler = Arc<dyn Fn(HttpRequest) -> HandlerFuture + Send + Sync>;
 
 /// How long shutdown waits for connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// What every session of an endpoint shares.
-#[derive(Clone, Debug)]
-pub(crate) struct Shared {
-    pub(crate) pubsub: PubSub,
-    pub(crate) presence: Option<Presence>,
-    pub(crate) shutdown: CancellationToken,
-}
 
 /// Builds an [`Endpoint`].
 pub struct EndpointBuilder {
@@ -87,6 +80,13 @@ impl EndpointBuilder {
         self
     }
 
+    /// Use `pubsub` (e.g. one joined to a cluster) instead of a fresh
+    /// single-node one. Call it before taking [`EndpointBuilder::pubsub`].
+    pub fn pubsub_instance(mut self, pubsub: PubSub) -> Self {
+        self.pubsub = pubsub;
+        self
+    }
+
     /// The endpoint's pubsub, for handlers that broadcast.
     pub fn pubsub(&self) -> &PubSub {
         &self.pubsub
@@ -101,7 +101,7 @@ impl EndpointBuilder {
             inner: Arc::new(Inner {
                 sockets: self.sockets,
                 handler: self.handler,
-                shared: Shared {
+                shared: Services {
                     pubsub: self.pubsub,
                     presence,
                     shutdown: CancellationToken::new(),
@@ -114,7 +114,7 @@ impl EndpointBuilder {
 pub(crate) struct Inner {
     pub(crate) sockets: Vec<(String, Arc<Socket>)>,
     pub(crate) handler: Option<Handler>,
-    pub(crate) shared: Shared,
+    pub(crate) shared: Services,
 }
 
 /// A configured server: sockets, handler, pubsub and presence.

@@ -4,18 +4,28 @@
 //! bytes are queued on every subscriber's session. Events a channel
 //! intercepts go to that channel's task instead (`handle_out`). A socket
 //! with an id subscribes to that id's topic so a `disconnect` broadcast
-//! closes it.
+//! closes it. Subscribers are reached through [`Deliver`], which the session
+//! implements. With an [`Adapter`] (a cluster), a broadcast is also handed
+//! to the adapter for the other nodes, and what other nodes publish arrives
+//! through [`LocalNode`] and is delivered here only.
 
+mod adapter;
+mod deliver;
+mod frame;
+mod in_process;
+pub mod redis;
 mod registry;
 
 use std::sync::Arc;
 
 use fawkes_protocol::{Broadcast, Payload, Serializer};
 
+pub use adapter::{Adapter, LocalNode};
+pub(crate) use deliver::Deliver;
+pub use frame::WireFrame;
+pub use in_process::InProcessCluster;
 use registry::Registry;
 pub(crate) use registry::{Subscriber, SubscriptionId};
-
-use crate::session::{Outbound, SessionControl, WireFrame};
 
 /// The event that closes every socket subscribed to its id topic.
 pub const DISCONNECT_EVENT: &str = "disconnect";
@@ -23,41 +33,62 @@ pub const DISCONNECT_EVENT: &str = "disconnect";
 /// A handle to the endpoint's publish/subscribe registry. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct PubSub {
-    registry: Arc<Registry>,
+    inner: Arc<Inner>,
+}
+
+/// The registry, and the adapter to other nodes if this node is in a cluster.
+#[derive(Default)]
+struct Inner {
+    registry: Registry,
+    adapter: Option<Box<dyn Adapter>>,
 }
 
 impl std::fmt::Debug for PubSub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PubSub").finish_non_exhaustive()
+        f.debug_struct("PubSub")
+            .field("clustered", &self.inner.adapter.is_some())
+            .finish_non_exhaustive()
     }
 }
 
 /// Where a subscriber's broadcasts go.
 pub(crate) enum Target {
-    /// A joined channel: fastlane to its session's outbound queue, or to
-    /// the channel's `handle_out` for intercepted events.
+    /// A joined channel: fastlane to its session, or to the channel's
+    /// `handle_out` for intercepted events.
     Channel {
-        outbound: Outbound,
+        sink: Arc<dyn Deliver>,
         serializer: Serializer,
         intercepts: &'static [&'static str],
         channel_id: u64,
     },
     /// A socket listening on its id topic for `disconnect`.
-    Socket { control: SessionControl },
+    Socket { sink: Arc<dyn Deliver> },
 }
 
 impl PubSub {
-    /// A new, empty registry.
+    /// A new, empty registry for a node on its own.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Send `event` with `payload` to every subscriber of `topic`.
-    pub fn broadcast(&self, topic: &str, event: &str, payload: Payload) {
-        self.dispatch(topic, event, payload, None);
+    /// A new, empty registry for a node in a cluster: `make` builds the
+    /// adapter from the handle it uses to deliver other nodes' broadcasts.
+    pub fn with_adapter<A: Adapter>(make: impl FnOnce(LocalNode) -> A) -> Self {
+        let inner = Arc::new_cyclic(|weak| Inner {
+            registry: Registry::default(),
+            adapter: Some(Box::new(make(LocalNode(weak.clone())))),
+        });
+        Self { inner }
     }
 
-    /// Like [`PubSub::broadcast`], but skip the subscription `from`.
+    /// Send `event` with `payload` to every subscriber of `topic`, on every
+    /// node of the cluster.
+    pub fn broadcast(&self, topic: &str, event: &str, payload: Payload) {
+        self.publish(topic, event, payload, None);
+    }
+
+    /// Like [`PubSub::broadcast`], but skip the subscription `from` (on
+    /// other nodes every subscriber gets it).
     pub(crate) fn broadcast_from(
         &self,
         from: SubscriptionId,
@@ -65,54 +96,71 @@ impl PubSub {
         event: &str,
         payload: Payload,
     ) {
-        self.dispatch(topic, event, payload, Some(from));
+        self.publish(topic, event, payload, Some(from));
     }
 
-    /// Number of subscribers of `topic`.
-    pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.registry.count(topic)
-    }
-
-    pub(crate) fn subscribe(&self, topic: &str, subscriber: Subscriber) -> SubscriptionId {
-        self.registry.insert(topic, subscriber)
-    }
-
-    pub(crate) fn unsubscribe(&self, topic: &str, id: SubscriptionId) {
-        self.registry.remove(topic, id);
-    }
-
-    fn dispatch(&self, topic: &str, event: &str, payload: Payload, from: Option<SubscriptionId>) {
+    /// Send `event` with `payload` to the subscribers of `topic` on this node
+    /// only (Phoenix's `local_broadcast`).
+    pub fn local_broadcast(&self, topic: &str, event: &str, payload: Payload) {
         let broadcast = Broadcast {
             topic: topic.to_owned(),
             event: event.to_owned(),
             payload,
         };
-        let mut encoded = EncodedOnce::new(&broadcast);
-        self.registry.for_each(topic, |id, subscriber| {
+        self.inner.dispatch_local(&broadcast, None);
+    }
+
+    /// Number of subscribers of `topic` on this node.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner.registry.count(topic)
+    }
+
+    pub(crate) fn subscribe(&self, topic: &str, subscriber: Subscriber) -> SubscriptionId {
+        self.inner.registry.insert(topic, subscriber)
+    }
+
+    pub(crate) fn unsubscribe(&self, topic: &str, id: SubscriptionId) {
+        self.inner.registry.remove(topic, id);
+    }
+
+    fn publish(&self, topic: &str, event: &str, payload: Payload, from: Option<SubscriptionId>) {
+        let broadcast = Broadcast {
+            topic: topic.to_owned(),
+            event: event.to_owned(),
+            payload,
+        };
+        self.inner.dispatch_local(&broadcast, from);
+        if let Some(adapter) = &self.inner.adapter {
+            adapter.publish(&broadcast);
+        }
+    }
+}
+
+impl Inner {
+    fn dispatch_local(&self, broadcast: &Broadcast, from: Option<SubscriptionId>) {
+        let event = broadcast.event.as_str();
+        let mut encoded = EncodedOnce::new(broadcast);
+        self.registry.for_each(&broadcast.topic, |id, subscriber| {
             if Some(id) == from {
                 return;
             }
             match &subscriber.target {
                 Target::Channel {
-                    outbound,
+                    sink,
                     serializer,
                     intercepts,
                     channel_id,
                 } => {
                     if intercepts.contains(&event) {
-                        crate::channel::send_intercepted(
-                            outbound.control(),
-                            *channel_id,
-                            &broadcast,
-                        );
+                        sink.deliver_intercepted(*channel_id, broadcast);
                     } else if let Some(frame) = encoded.get(*serializer) {
                         // A full queue disconnects that client; others go on.
-                        let _ = outbound.deliver(frame);
+                        sink.deliver_frame(frame);
                     }
                 }
-                Target::Socket { control } => {
+                Target::Socket { sink } => {
                     if event == DISCONNECT_EVENT {
-                        control.disconnect();
+                        sink.deliver_disconnect();
                     }
                 }
             }

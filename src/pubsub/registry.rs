@@ -119,14 +119,26 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use fawkes_protocol::Broadcast;
+
     use super::{Registry, Subscriber, FEW};
-    use crate::pubsub::Target;
-    use crate::session::SessionControl;
+    use crate::pubsub::{Deliver, Target, WireFrame};
+
+    struct Nowhere;
+
+    impl Deliver for Nowhere {
+        fn deliver_frame(&self, _: WireFrame) {}
+        fn deliver_intercepted(&self, _: u64, _: &Broadcast) {}
+        fn deliver_disconnect(&self) {}
+    }
 
     fn subscriber() -> Subscriber {
-        let (control, _events) = SessionControl::new();
         Subscriber {
-            target: Target::Socket { control },
+            target: Target::Socket {
+                sink: Arc::new(Nowhere),
+            },
         }
     }
 

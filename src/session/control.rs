@@ -2,9 +2,6 @@
 //! channels (intercepted broadcasts, `handle_info`), remote disconnects and
 //! queue overflow.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use super::queue::{queue, QueueReceiver, QueueSender, TryPushError};
 
 use crate::channel::ChannelMsg;
@@ -28,20 +25,13 @@ pub(crate) enum SessionEvent {
 #[derive(Clone, Debug)]
 pub struct SessionControl {
     tx: QueueSender<SessionEvent>,
-    overflowed: Arc<AtomicBool>,
 }
 
 impl SessionControl {
     /// A new control handle and the session's receiving end.
     pub(crate) fn new() -> (Self, QueueReceiver<SessionEvent>) {
         let (tx, rx) = queue(CHANNEL_MESSAGES);
-        (
-            Self {
-                tx,
-                overflowed: Arc::new(AtomicBool::new(false)),
-            },
-            rx,
-        )
+        (Self { tx }, rx)
     }
 
     /// Queue `msg` for channel `channel_id` without waiting.
@@ -51,13 +41,10 @@ impl SessionControl {
             .map_err(|(error, _)| error)
     }
 
-    /// Report an overflow once; later ones are dropped so a stuck client
-    /// cannot grow the control queue.
+    /// Report an overflow (the outbound queue reports it once per session).
     pub(crate) fn overflowed(&self) {
-        if !self.overflowed.swap(true, Ordering::AcqRel) {
-            // The session may already be gone; then nobody needs the event.
-            let _ = self.tx.push_past_capacity(SessionEvent::Overflow);
-        }
+        // The session may already be gone; then nobody needs the event.
+        let _ = self.tx.push_past_capacity(SessionEvent::Overflow);
     }
 
     /// Ask the session to close as if its id received a `disconnect`.

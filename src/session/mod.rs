@@ -9,6 +9,7 @@ mod driver;
 mod outbound;
 mod queue;
 mod reason;
+mod services;
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,13 +23,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use crate::pubsub::WireFrame;
 pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub(crate) use driver::Driver;
-pub use outbound::{Outbound, QueueError, WireFrame};
+pub use outbound::{Outbound, QueueError};
 pub(crate) use queue::{QueueReceiver, TryPushError};
 pub use reason::DisconnectReason;
+pub(crate) use services::Services;
 
 use crate::channel::{
     ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, TerminateReason,
@@ -62,7 +65,7 @@ static NEXT_CHANNEL_ID: AtomicU64 = AtomicU64::new(1);
 /// Start a session for a client that `connect` accepted.
 pub(crate) fn start(
     socket: Arc<SocketConfig>,
-    shared: &crate::endpoint::Shared,
+    shared: &Services,
     serializer: Serializer,
     connected: Connected,
 ) -> SessionHandle {
@@ -93,7 +96,7 @@ impl InboundSource for mpsc::Receiver<InFrame> {
 /// poll in the caller's task or to spawn) and the receiver of its frames.
 pub(crate) fn prepare<I: InboundSource>(
     socket: Arc<SocketConfig>,
-    shared: &crate::endpoint::Shared,
+    shared: &Services,
     serializer: Serializer,
     connected: Connected,
     inbound: I,
@@ -112,7 +115,9 @@ pub(crate) fn prepare<I: InboundSource>(
         let sub = shared.pubsub.subscribe(
             id,
             Subscriber {
-                target: Target::Socket { control },
+                target: Target::Socket {
+                    sink: context.outbound.sink(),
+                },
             },
         );
         (id.clone(), sub)

@@ -1,31 +1,16 @@
-//! The bounded outbound queue of one session: encoded frames waiting for the
-//! transport to write them.
+//! The bounded outbound queue of one session (encoded frames waiting for the
+//! transport to write them), and the session's side of pubsub's
+//! [`Deliver`] seam: broadcasts arrive here.
 
-use bytes::Bytes;
-use fawkes_protocol::Frame;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fawkes_protocol::Broadcast;
 
 use super::control::SessionControl;
 use super::queue::{self, QueueReceiver, QueueSender, TryPushError};
-
-/// One encoded frame, cheap to clone: broadcasts share the same bytes across
-/// every subscriber that uses the same serializer.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WireFrame {
-    /// A text frame (always valid UTF-8).
-    Text(Utf8Bytes),
-    /// A binary frame.
-    Binary(Bytes),
-}
-
-impl From<Frame> for WireFrame {
-    fn from(frame: Frame) -> Self {
-        match frame {
-            Frame::Text(text) => WireFrame::Text(Utf8Bytes::from(text)),
-            Frame::Binary(bytes) => WireFrame::Binary(bytes),
-        }
-    }
-}
+use crate::channel::ChannelMsg;
+use crate::pubsub::{Deliver, WireFrame};
 
 /// Why a frame could not be queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -44,9 +29,17 @@ pub enum QueueError {
 /// whose queue is full instead of growing memory, so fan-out never blocks
 /// on one subscriber.
 #[derive(Clone, Debug)]
-pub struct Outbound {
-    tx: QueueSender<WireFrame>,
+pub struct Outbound(Arc<Link>);
+
+/// One allocation per session, shared by its channels and its
+/// subscriptions.
+#[derive(Debug)]
+struct Link {
+    frames: QueueSender<WireFrame>,
     control: SessionControl,
+    /// An overflow is reported once; later ones are dropped so a stuck
+    /// client cannot grow the control queue.
+    overflowed: AtomicBool,
 }
 
 impl Outbound {
@@ -55,25 +48,63 @@ impl Outbound {
         capacity: usize,
         control: SessionControl,
     ) -> (Self, QueueReceiver<WireFrame>) {
-        let (tx, rx) = queue::queue(capacity);
-        (Self { tx, control }, rx)
+        let (frames, rx) = queue::queue(capacity);
+        let link = Link {
+            frames,
+            control,
+            overflowed: AtomicBool::new(false),
+        };
+        (Self(Arc::new(link)), rx)
     }
 
     /// Queue a frame without waiting; a full queue closes the session as a
     /// slow client.
     pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
-        match self.tx.try_push(frame) {
+        match self.0.frames.try_push(frame) {
             Ok(()) => Ok(()),
             Err((TryPushError::Full, _)) => {
-                self.control.overflowed();
+                self.overflowed();
                 Err(QueueError::Full)
             }
             Err((TryPushError::Closed, _)) => Err(QueueError::Closed),
         }
     }
 
-    /// The session this queue belongs to.
-    pub(crate) fn control(&self) -> &SessionControl {
-        &self.control
+    /// This session as pubsub's delivery target.
+    pub(crate) fn sink(&self) -> Arc<dyn Deliver> {
+        self.0.clone()
+    }
+
+    fn overflowed(&self) {
+        self.0.overflowed();
+    }
+}
+
+impl Link {
+    fn overflowed(&self) {
+        if !self.overflowed.swap(true, Ordering::AcqRel) {
+            self.control.overflowed();
+        }
+    }
+}
+
+impl Deliver for Link {
+    fn deliver_frame(&self, frame: WireFrame) {
+        if let Err((TryPushError::Full, _)) = self.frames.try_push(frame) {
+            self.overflowed();
+        }
+    }
+
+    /// A full queue means the client's channels cannot keep up, so its
+    /// session is closed as a slow client.
+    fn deliver_intercepted(&self, channel_id: u64, broadcast: &Broadcast) {
+        let msg = ChannelMsg::Out(Box::new(broadcast.clone()));
+        if let Err(TryPushError::Full) = self.control.to_channel(channel_id, msg) {
+            self.overflowed();
+        }
+    }
+
+    fn deliver_disconnect(&self) {
+        self.control.disconnect();
     }
 }

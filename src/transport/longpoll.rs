@@ -33,7 +33,8 @@ use hyper::{Method, StatusCode};
 use serde::Serialize;
 
 use crate::endpoint::http::empty;
-use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
+use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
+use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
 use session::{LpSession, Poll, Publish};
 
@@ -61,7 +62,7 @@ struct Answer<'a> {
 pub(crate) async fn handle(
     req: HttpRequest,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     peer: SocketAddr,
 ) -> HttpResponse {
     let mut response = route(req, socket, shared, peer).await;
@@ -76,7 +77,7 @@ pub(crate) async fn handle(
 async fn route(
     req: HttpRequest,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     peer: SocketAddr,
 ) -> HttpResponse {
     let headers = req.headers();
@@ -143,7 +144,7 @@ fn resume(req: &HttpRequest, socket: &Arc<Socket>) -> Option<(Arc<LpSession>, St
 async fn listen(
     req: HttpRequest,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     peer: SocketAddr,
 ) -> HttpResponse {
     let window = socket.options.longpoll_window;
@@ -172,7 +173,7 @@ async fn listen(
 async fn new_session(
     req: HttpRequest,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     peer: SocketAddr,
 ) -> HttpResponse {
     if shared.shutdown.is_cancelled() {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -21,7 +23,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// A channel for tests: `echo` replies with the payload, `crash` panics,
-/// `sleep` waits `{"ms": N}` before replying, `broadcast` broadcasts.
+/// `sleep` waits `{"ms": N}` before replying, `broadcast` broadcasts,
+/// `broadcast_from` broadcasts to everyone else (both as event `broadcast`).
 #[derive(Default)]
 pub struct TestChannel;
 
@@ -54,6 +57,10 @@ impl Channel for TestChannel {
             }
             "broadcast" => {
                 socket.broadcast("broadcast", payload);
+                HandleResult::Reply(Reply::ok_empty())
+            }
+            "broadcast_from" => {
+                socket.broadcast_from("broadcast", payload);
                 HandleResult::Reply(Reply::ok_empty())
             }
             _ => HandleResult::Reply(Reply::error(json!({"reason": "unknown"}))),

@@ -10,7 +10,7 @@ use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::presence::PresenceOptions;
 use fawkes::{
     Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, Info, JoinResult,
-    Payload, Reply, Socket,
+    Payload, PubSub, Reply, Socket,
 };
 use serde_json::{json, Value};
 
@@ -22,7 +22,15 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
     let addr = config.server.addr();
     let listener =
         fawkes::endpoint::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
-    let endpoint = endpoint(&config);
+    let pubsub = match config.cluster.redis_options() {
+        Some(options) => {
+            fawkes::pubsub::redis::start(options)
+                .map_err(ServeError::Cluster)?
+                .pubsub
+        }
+        None => PubSub::new(),
+    };
+    let endpoint = endpoint(&config, pubsub);
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -55,6 +63,9 @@ pub(crate) enum ServeError {
     /// The server failed while running.
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    /// The `[cluster]` settings are not usable.
+    #[error("cannot join the cluster: {0}")]
+    Cluster(fawkes::pubsub::redis::ClusterError),
 }
 
 fn listen_hint(error: &std::io::Error) -> &'static str {
@@ -71,10 +82,12 @@ fn listen_hint(error: &std::io::Error) -> &'static str {
 }
 
 /// The endpoint `config` describes.
-pub(crate) fn endpoint(config: &Config) -> Endpoint {
-    let mut builder = Endpoint::builder().presence(PresenceOptions {
-        batch_window: Duration::from_millis(config.presence.batch_window_ms),
-    });
+pub(crate) fn endpoint(config: &Config, pubsub: PubSub) -> Endpoint {
+    let mut builder = Endpoint::builder()
+        .pubsub_instance(pubsub)
+        .presence(PresenceOptions {
+            batch_window: Duration::from_millis(config.presence.batch_window_ms),
+        });
     for socket_config in &config.sockets {
         let mut socket = Socket::new()
             .connect(|info: ConnectInfo| async move { Ok(connect(&info)) })

@@ -48,4 +48,12 @@ pub(crate) struct ServeArgs {
     /// Folder served at `/` (the chat page) [default: examples/chat of this project].
     #[arg(long)]
     pub(crate) static_dir: Option<PathBuf>,
+    /// Join a cluster over this Redis (`redis://127.0.0.1:6379`); overrides
+    /// `FAWKES_REDIS_URL` and `[cluster] redis_url`.
+    #[arg(long)]
+    pub(crate) redis_url: Option<String>,
+    /// This node's name in the cluster; overrides `FAWKES_NODE_NAME` and
+    /// `[cluster] node_name` [default: random].
+    #[arg(long)]
+    pub(crate) node_name: Option<String>,
 }

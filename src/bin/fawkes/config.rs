@@ -59,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) presence: PresenceConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
+    #[serde(default)]
+    pub(crate) cluster: crate::cluster::ClusterConfig,
 }
 
 /// `[server]`
@@ -277,6 +279,11 @@ impl Config {
         if let Some(dir) = &args.static_dir {
             self.server.static_dir = dir.clone();
         }
+        self.cluster = self.cluster.with_overrides(
+            args.redis_url.as_deref(),
+            args.node_name.as_deref(),
+            |var| std::env::var(var).ok(),
+        );
         self
     }
 
@@ -483,6 +490,35 @@ mod tests {
         assert!(error.contains("line 3"), "{error}");
         let error = message("[server]\nport = \"not a number\"\n");
         assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn a_file_with_only_cluster_keeps_the_default_sockets() {
+        let dir = std::env::temp_dir().join(format!("fawkes-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("cluster.toml");
+        let text = "[cluster]\nredis_url = \"redis://127.0.0.1:6390\"\nnode_name = \"a\"\nbroadcast_period_ms = 200\ndown_period_ms = 1000\npermdown_period_ms = 9000\n";
+        std::fs::write(&path, text).expect("write");
+        let config = Config::load(Some(&path)).expect("valid");
+        assert_eq!(config.sockets.len(), 1);
+        assert_eq!(config.sockets[0].topics[0].pattern, "room:*");
+        assert_eq!(
+            config.cluster.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6390")
+        );
+        assert_eq!(config.cluster.node_name.as_deref(), Some("a"));
+        assert_eq!(config.cluster.broadcast_period_ms, 200);
+        assert_eq!(config.cluster.down_period_ms, 1000);
+        assert_eq!(config.cluster.permdown_period_ms, 9000);
+        let error = typed("[cluster]\nredis = 1\n", &path).expect_err("unknown key");
+        assert!(error.to_string().contains("line 2"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_default_runs_alone() {
+        let config = Config::load(None).expect("default config");
+        assert!(config.cluster.redis_url.is_none());
     }
 
     #[test]

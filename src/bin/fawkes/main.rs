@@ -5,6 +5,7 @@
 
 mod chat;
 mod cli;
+mod cluster;
 mod config;
 mod static_files;
 

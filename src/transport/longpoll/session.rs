@@ -359,13 +359,13 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Shared;
     use crate::pubsub::PubSub;
+    use crate::session::Services;
     use crate::socket::SocketOptions;
     use fawkes_protocol::Serializer;
 
-    fn shared() -> Shared {
-        Shared {
+    fn shared() -> Services {
+        Services {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),
@@ -374,7 +374,7 @@ mod tests {
 
     fn start(
         socket: &Arc<Socket>,
-        shared: &Shared,
+        shared: &Services,
         expiry: Duration,
     ) -> (SessionId, Arc<LpSession>) {
         let handle =

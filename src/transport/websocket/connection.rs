@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::wakeups::{Wakeups, SESSION, WRITER};
-use crate::endpoint::Shared;
+use crate::session::Services;
 use crate::session::{self, DisconnectReason, Driver, InFrame, QueueReceiver, WireFrame};
 use crate::socket::{Connected, Socket};
 
@@ -40,7 +40,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 pub(super) fn run<S: Io>(
     ws: WebSocketStream<S>,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     serializer: Serializer,
     connected: Connected,
 ) -> Connection<S> {

@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::endpoint::http::empty;
-use crate::endpoint::{parse_query, HttpRequest, HttpResponse, Shared};
+use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
+use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
 
 /// phoenix.js sends its `authToken` as a subprotocol with this prefix.
@@ -32,7 +33,7 @@ const READ_BUFFER: usize = 256;
 pub(crate) async fn upgrade(
     mut req: HttpRequest,
     socket: Arc<Socket>,
-    shared: &Shared,
+    shared: &Services,
     peer: SocketAddr,
 ) -> HttpResponse {
     if req.method() != Method::GET {

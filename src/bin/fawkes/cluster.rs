@@ -1,0 +1,122 @@
+//! `[cluster]`: how this node joins other fawkes nodes over Redis. Without
+//! a `redis_url` (file, `--redis-url` or `FAWKES_REDIS_URL`) the node runs
+//! alone and needs no Redis.
+
+use serde::{Deserialize, Serialize};
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ClusterConfig {
+    /// `redis://127.0.0.1:6379`; none means no cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) redis_url: Option<String>,
+    /// This node's name, unique in the cluster (default: a random one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) node_name: Option<String>,
+    /// How often presence changes are shipped to other nodes.
+    pub(crate) broadcast_period_ms: u64,
+    /// A node silent this long is down: its presences leave.
+    pub(crate) down_period_ms: u64,
+    /// A down node is forgotten after this long.
+    pub(crate) permdown_period_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            node_name: None,
+            broadcast_period_ms: 500,
+            down_period_ms: 4_000,
+            permdown_period_ms: 1_200_000,
+        }
+    }
+}
+
+/// The environment variable that overrides `redis_url`.
+pub(crate) const ENV_REDIS_URL: &str = "FAWKES_REDIS_URL";
+/// The environment variable that overrides `node_name`.
+pub(crate) const ENV_NODE_NAME: &str = "FAWKES_NODE_NAME";
+
+impl ClusterConfig {
+    /// Apply overrides: the command line wins over the environment, which
+    /// wins over the file. An empty value counts as not given.
+    pub(crate) fn with_overrides(
+        mut self,
+        redis_url: Option<&str>,
+        node_name: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Self {
+        let pick = |cli: Option<&str>, var: &str| {
+            cli.map(str::to_owned)
+                .or_else(|| env(var))
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(url) = pick(redis_url, ENV_REDIS_URL) {
+            self.redis_url = Some(url);
+        }
+        if let Some(name) = pick(node_name, ENV_NODE_NAME) {
+            self.node_name = Some(name);
+        }
+        self
+    }
+
+    /// The Redis engine's options, when a cluster is configured.
+    pub(crate) fn redis_options(&self) -> Option<fawkes::pubsub::redis::RedisOptions> {
+        let url = self.redis_url.as_ref()?;
+        let node = self
+            .node_name
+            .clone()
+            .unwrap_or_else(fawkes::pubsub::redis::random_node_name);
+        Some(fawkes::pubsub::redis::RedisOptions::new(url, node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn no_url_means_no_cluster() {
+        let config = ClusterConfig::default().with_overrides(None, Some("a"), env(&[]));
+        assert_eq!(config.redis_options().map(|o| o.url), None);
+    }
+
+    #[test]
+    fn cli_beats_env_beats_file() {
+        let file = ClusterConfig {
+            redis_url: Some("redis://file".into()),
+            node_name: Some("file".into()),
+            ..ClusterConfig::default()
+        };
+        let from_file = file.clone().with_overrides(None, None, env(&[]));
+        assert_eq!(from_file, file);
+        let vars = env(&[(ENV_REDIS_URL, "redis://env"), (ENV_NODE_NAME, "env")]);
+        let from_env = file.clone().with_overrides(None, None, &vars);
+        assert_eq!(from_env.redis_url.as_deref(), Some("redis://env"));
+        assert_eq!(from_env.node_name.as_deref(), Some("env"));
+        let from_cli = file.with_overrides(Some("redis://cli"), Some("cli"), &vars);
+        let options = from_cli.redis_options().expect("clustered");
+        assert_eq!(options.url, "redis://cli");
+        assert_eq!(options.node_name, "cli");
+        assert_eq!(options.pubsub_name, "Fawkes.PubSub");
+    }
+
+    #[test]
+    fn a_random_name_when_none_is_given() {
+        let config = ClusterConfig::default().with_overrides(Some("redis://x"), None, env(&[]));
+        let a = config.redis_options().expect("clustered").node_name;
+        let b = config.redis_options().expect("clustered").node_name;
+        assert!(a.starts_with("fawkes-") && a != b, "{a} {b}");
+    }
+}

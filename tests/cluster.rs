@@ -1,0 +1,292 @@
+//! Several nodes in one process, joined by the in-process adapter and by the
+//! Redis engine against a real `redis-server`: websocket clients on
+//! different nodes see each other's broadcasts (`broadcast_from` skips only
+//! the sender), a `disconnect` and `POST /api/broadcast` cross nodes, a
+//! Redis restart is survived, and garbage on the channel is ignored.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fawkes::endpoint::handle_broadcast;
+use fawkes::pubsub::redis::{self as engine, ClusterStats, RedisOptions};
+use fawkes::pubsub::InProcessCluster;
+use fawkes::{ConnectInfo, Connected, Endpoint, PubSub, Socket};
+use serde_json::{json, Value};
+use support::redis::RedisServer;
+use support::{Client, Server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Longest wait for the cluster to reach a state (turns a hang into a failure).
+const SETTLE: Duration = Duration::from_secs(20);
+
+/// A node: `/socket` with `TestChannel` on `room:*` (socket id
+/// `user:<user param>`) and `POST /api/broadcast`, on `pubsub`.
+async fn node(pubsub: PubSub) -> Server {
+    let socket = Socket::new()
+        .connect(|info: ConnectInfo| async move {
+            Ok(Connected {
+                id: info.param("user").map(|u| format!("user:{u}")),
+                ..Connected::default()
+            })
+        })
+        .channel("room:*", support::TestChannel::default);
+    let builder = Endpoint::builder()
+        .pubsub_instance(pubsub)
+        .socket("/socket", socket);
+    let api = builder.pubsub().clone();
+    let endpoint = builder
+        .handler(move |req| {
+            let api = api.clone();
+            async move { handle_broadcast(&api, req).await }
+        })
+        .build();
+    Server::start_endpoint(endpoint).await
+}
+
+/// A client of `server` joined to `room:x`.
+async fn joined(server: &Server, user: &str) -> Client {
+    let mut client = Client::connect(&server.url(&format!("vsn=2.0.0&user={user}"))).await;
+    client.join("room:x", "1").await;
+    client
+}
+
+/// Push `event` with `payload` on room:x and wait for the ok reply,
+/// skipping broadcasts that arrive meanwhile (returned).
+async fn push(client: &mut Client, ref_: &str, event: &str, payload: Value) -> Vec<Value> {
+    client
+        .send_json(json!(["1", ref_, "room:x", event, payload]))
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let frame = client.recv_json().await;
+        if frame[3] == "phx_reply" && frame[1] == ref_ {
+            assert_eq!(frame[4]["status"], "ok", "{frame}");
+            return seen;
+        }
+        seen.push(frame);
+    }
+}
+
+/// The payload of the next broadcast `client` receives.
+async fn next_broadcast(client: &mut Client) -> Value {
+    let frame = client.recv_json().await;
+    assert_eq!(frame[3], "broadcast", "{frame}");
+    assert_eq!(frame[2], "room:x", "{frame}");
+    frame[4].clone()
+}
+
+/// `n` nodes on one Redis; returns once each is subscribed.
+async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<(Server, Arc<ClusterStats>)> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let cluster = engine::start(RedisOptions::new(redis.url(), format!("node-{i}")))
+            .expect("valid options");
+        nodes.push((node(cluster.pubsub).await, cluster.stats));
+    }
+    for (_, stats) in &nodes {
+        wait_for(|| stats.snapshot().connected).await;
+    }
+    nodes
+}
+
+async fn wait_for(mut ready: impl FnMut() -> bool) {
+    tokio::time::timeout(SETTLE, async {
+        while !ready() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("cluster settles in time");
+}
+
+/// POST `body` to `/api/broadcast` of `server`; returns the status line.
+async fn post_broadcast(server: &Server, body: &Value) -> String {
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /api/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(support::WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Broadcasts, `broadcast_from` and the local echo, checked on `a` and `b`
+/// (on different nodes) and `a2` (on `a`'s node).
+async fn exchange(a: &mut Client, a2: &mut Client, b: &mut Client) {
+    let own = push(a, "2", "broadcast", json!({"n": 1})).await;
+    assert_eq!(own.len(), 1, "the sender's own, before its reply: {own:?}");
+    assert_eq!(own[0][4], json!({"n": 1}));
+    assert_eq!(next_broadcast(a2).await, json!({"n": 1}), "same node");
+    assert_eq!(next_broadcast(b).await, json!({"n": 1}), "other node");
+
+    // broadcast_from skips only the sender: its next broadcast is b's.
+    let own = push(a, "3", "broadcast_from", json!({"n": 2})).await;
+    assert!(own.is_empty(), "{own:?}");
+    assert_eq!(next_broadcast(a2).await, json!({"n": 2}));
+    assert_eq!(next_broadcast(b).await, json!({"n": 2}));
+    let seen = push(b, "4", "broadcast", json!({"n": 3})).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0][4], json!({"n": 3}));
+    assert_eq!(
+        next_broadcast(a).await,
+        json!({"n": 3}),
+        "a got its own broadcast_from, or b's broadcast twice"
+    );
+    assert_eq!(next_broadcast(a2).await, json!({"n": 3}));
+}
+
+#[tokio::test]
+async fn in_process_nodes_share_broadcasts() {
+    let cluster = InProcessCluster::new();
+    let n1 = node(cluster.node()).await;
+    let n2 = node(cluster.node()).await;
+    let mut a = joined(&n1, "a").await;
+    let mut a2 = joined(&n1, "a2").await;
+    let mut b = joined(&n2, "b").await;
+    exchange(&mut a, &mut a2, &mut b).await;
+
+    // A disconnect published on n1 closes b's socket on n2.
+    n1.endpoint
+        .pubsub()
+        .broadcast("user:b", "disconnect", fawkes::Payload::empty());
+    assert_eq!(b.recv_close().await, Some(1001));
+
+    // local_broadcast stays on its node: a2 sees a's local one, then n2's.
+    let mut c = joined(&n2, "c").await;
+    n1.endpoint
+        .pubsub()
+        .local_broadcast("room:x", "broadcast", json!({"local": 1}).into());
+    assert_eq!(
+        push(&mut c, "2", "broadcast", json!({"n": 4})).await.len(),
+        1
+    );
+    assert_eq!(next_broadcast(&mut a2).await, json!({"local": 1}));
+    assert_eq!(next_broadcast(&mut a2).await, json!({"n": 4}));
+}
+
+#[tokio::test]
+async fn redis_nodes_share_broadcasts_disconnects_and_the_api() {
+    let redis = RedisServer::start();
+    let nodes = redis_nodes(&redis, 3).await;
+    let mut a = joined(&nodes[0].0, "a").await;
+    let mut a2 = joined(&nodes[0].0, "a2").await;
+    let mut b = joined(&nodes[1].0, "b").await;
+    let mut c = joined(&nodes[2].0, "c").await;
+    exchange(&mut a, &mut a2, &mut b).await;
+    for n in [1, 2, 3] {
+        assert_eq!(next_broadcast(&mut c).await, json!({"n": n}));
+    }
+
+    // POST /api/broadcast on node 2 reaches clients of nodes 0 and 1.
+    let status = post_broadcast(
+        &nodes[2].0,
+        &json!({"topic": "room:x", "event": "broadcast", "payload": {"api": 1}}),
+    )
+    .await;
+    assert!(status.contains("200"), "{status}");
+    for client in [&mut a, &mut a2, &mut b, &mut c] {
+        assert_eq!(next_broadcast(client).await, json!({"api": 1}));
+    }
+
+    // A disconnect for user b, sent through node 0's API, closes b on node 1.
+    let status = post_broadcast(
+        &nodes[0].0,
+        &json!({"topic": "user:b", "event": "disconnect", "payload": {}}),
+    )
+    .await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(b.recv_close().await, Some(1001));
+
+    let publisher = nodes[0].1.snapshot();
+    assert!(publisher.own_echoes >= 1, "{publisher:?}");
+    assert_eq!(publisher.publish_failed, 0, "{publisher:?}");
+    assert!(nodes[1].1.snapshot().received >= 3);
+}
+
+#[tokio::test]
+async fn broadcasts_resume_after_redis_restarts_and_failures_are_counted() {
+    let mut redis = RedisServer::start();
+    let nodes = redis_nodes(&redis, 2).await;
+    let mut a = joined(&nodes[0].0, "a").await;
+    let mut b = joined(&nodes[1].0, "b").await;
+    assert_eq!(
+        push(&mut a, "2", "broadcast", json!({"n": 0})).await.len(),
+        1
+    );
+    assert_eq!(next_broadcast(&mut b).await, json!({"n": 0}));
+
+    redis.kill();
+    // Local clients are still served while Redis is down; the broadcast
+    // that could not leave is counted, not claimed delivered.
+    let failed_before = nodes[0].1.snapshot().publish_failed;
+    let own = push(&mut a, "3", "broadcast", json!({"down": 1})).await;
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0][4], json!({"down": 1}));
+    wait_for(|| nodes[0].1.snapshot().publish_failed > failed_before).await;
+
+    redis.restart();
+    // Publish until one gets through after the resubscription.
+    let mut ref_ = 10;
+    let got = tokio::time::timeout(SETTLE, async {
+        loop {
+            ref_ += 1;
+            push(&mut a, &ref_.to_string(), "broadcast", json!({"up": ref_})).await;
+            let got = tokio::time::timeout(Duration::from_millis(300), b.recv_json()).await;
+            if let Ok(frame) = got {
+                return frame;
+            }
+        }
+    })
+    .await
+    .expect("broadcasts resume after the restart");
+    assert_eq!(got[3], "broadcast", "{got}");
+    assert!(
+        got[4]["up"].is_number(),
+        "b never saw the one sent while down: {got}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_on_the_channel_is_dropped() {
+    let redis = RedisServer::start();
+    let nodes = redis_nodes(&redis, 2).await;
+    let mut b = joined(&nodes[1].0, "b").await;
+    let client = redis::Client::open(redis.url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let channel = engine::wire::channel_name(engine::DEFAULT_PUBSUB_NAME);
+    let mut hostile = b"FWK1\x00\x01n\xff\xff\xff\xff".to_vec();
+    hostile.extend_from_slice(&[0; 64]);
+    for bytes in [b"hello".to_vec(), Vec::new(), hostile, vec![0xff; 4096]] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .expect("publish");
+    }
+    let mut a = joined(&nodes[0].0, "a").await;
+    assert_eq!(
+        push(&mut a, "2", "broadcast", json!({"after": "garbage"}))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(next_broadcast(&mut b).await, json!({"after": "garbage"}));
+    // b got the broadcast published after the garbage, so node 1 read past
+    // it; every node drops it.
+    assert_eq!(nodes[1].1.snapshot().garbage, 4);
+    wait_for(|| nodes[0].1.snapshot().garbage == 4).await;
+}
