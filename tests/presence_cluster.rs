@@ -1,6 +1,7 @@
-//! End-to-end: three fawkes endpoints in one process whose presences are
-//! replicated through the in-process gossip hub, with websocket clients on
-//! different nodes. Every client sees each other user join exactly once,
+//! End-to-end: three fawkes endpoints in one process, joined by the
+//! in-process pubsub cluster (broadcasts cross nodes) and whose presences
+//! are replicated through the in-process gossip hub, with websocket clients
+//! on different nodes. Every client sees each other user join exactly once,
 //! `list` on any node is the cluster's list, a dead node's users leave
 //! after `down_period`, and a node that leaves gracefully is dropped at once.
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use fawkes::presence::replication::{GossipHub, Replication, ReplicationOptions};
 use fawkes::presence::PresenceOptions;
+use fawkes::pubsub::InProcessCluster;
 use fawkes::{
     Channel, ChannelSocket, Endpoint, HandleResult, Info, JoinResult, Payload, Reply, Socket,
 };
@@ -58,7 +60,7 @@ impl Channel for Tracked {
 
 const DOWN: Duration = Duration::from_millis(900);
 
-async fn node(hub: &GossipHub, name: &str) -> (Server, Replication) {
+async fn node(cluster: &InProcessCluster, hub: &GossipHub, name: &str) -> (Server, Replication) {
     let socket = Socket::new()
         .connect(|info: fawkes::ConnectInfo| async move {
             let mut connected = fawkes::Connected::default();
@@ -69,6 +71,7 @@ async fn node(hub: &GossipHub, name: &str) -> (Server, Replication) {
         })
         .channel("room:*", Tracked::default);
     let endpoint = Endpoint::builder()
+        .pubsub_instance(cluster.node())
         .socket("/socket", socket)
         .presence(PresenceOptions::default())
         .build();
@@ -147,9 +150,10 @@ fn listed(server: &Server) -> Vec<String> {
 #[tokio::test]
 async fn presences_cross_nodes_and_leave_when_a_node_dies_or_leaves() {
     let hub = GossipHub::new();
-    let (a, _ra) = node(&hub, "a").await;
-    let (b, rb) = node(&hub, "b").await;
-    let (c, _rc) = node(&hub, "c").await;
+    let cluster = InProcessCluster::new();
+    let (a, _ra) = node(&cluster, &hub, "a").await;
+    let (b, rb) = node(&cluster, &hub, "b").await;
+    let (c, _rc) = node(&cluster, &hub, "c").await;
 
     let mut alice = Watcher::join(&a, "alice").await;
     let mut bob = Watcher::join(&b, "bob").await;
