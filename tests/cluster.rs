@@ -12,7 +12,7 @@ use std::time::Duration;
 use fawkes::endpoint::handle_broadcast;
 use fawkes::pubsub::redis::{self as engine, ClusterStats, RedisOptions};
 use fawkes::pubsub::InProcessCluster;
-use fawkes::{ConnectInfo, Connected, Endpoint, PubSub, Socket};
+use fawkes::{ConnectInfo, Connected, Endpoint, PubSub, Socket, SocketOptions};
 use serde_json::{json, Value};
 use support::redis::RedisServer;
 use support::{Client, Server};
@@ -31,7 +31,11 @@ async fn node(pubsub: PubSub) -> Server {
                 ..Connected::default()
             })
         })
-        .channel("room:*", support::TestChannel::default);
+        .channel("room:*", support::TestChannel::default)
+        .options(SocketOptions {
+            longpoll: true,
+            ..SocketOptions::default()
+        });
     let builder = Endpoint::builder()
         .pubsub_instance(pubsub)
         .socket("/socket", socket);
@@ -81,7 +85,7 @@ async fn next_broadcast(client: &mut Client) -> Value {
 async fn redis_nodes(redis: &RedisServer, n: usize) -> Vec<(Server, Arc<ClusterStats>)> {
     let mut nodes = Vec::new();
     for i in 0..n {
-        let cluster = engine::start(RedisOptions::new(redis.url(), format!("node-{i}")))
+        let cluster = engine::start(RedisOptions::new(redis.url(), format!("node_{i}")))
             .expect("valid options");
         nodes.push((node(cluster.pubsub).await, cluster.stats));
     }
@@ -101,23 +105,95 @@ async fn wait_for(mut ready: impl FnMut() -> bool) {
     .expect("cluster settles in time");
 }
 
-/// POST `body` to `/api/broadcast` of `server`; returns the status line.
-async fn post_broadcast(server: &Server, body: &Value) -> String {
-    let body = body.to_string();
+/// One HTTP/1.1 request to `server`; returns the status line and the body.
+async fn http(server: &Server, method: &str, path: &str, body: &str) -> (String, String) {
     let mut stream = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect");
     let request = format!(
-        "POST /api/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = String::new();
-    tokio::time::timeout(support::WAIT, stream.read_to_string(&mut response))
+    tokio::time::timeout(SETTLE, stream.read_to_string(&mut response))
         .await
         .expect("answer in time")
         .expect("read");
-    response.lines().next().unwrap_or_default().to_owned()
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// POST `body` to `/api/broadcast` of `server`; returns the status line.
+async fn post_broadcast(server: &Server, body: &Value) -> String {
+    http(server, "POST", "/api/broadcast", &body.to_string())
+        .await
+        .0
+}
+
+/// A longpoll GET or POST on `server`, answered with JSON.
+async fn longpoll(server: &Server, token: Option<&str>, body: Option<Value>) -> Value {
+    let path = match token {
+        Some(token) => format!("/socket/longpoll?vsn=2.0.0&token={token}"),
+        None => "/socket/longpoll?vsn=2.0.0".to_owned(),
+    };
+    let (method, body) = match body {
+        Some(body) => ("POST", body.to_string()),
+        None => ("GET", String::new()),
+    };
+    let (status, body) = http(server, method, &path, &body).await;
+    assert!(status.contains("200"), "{status} {body}");
+    serde_json::from_str(&body).expect("json answer")
+}
+
+/// GET on `server` until a message arrives; returns the messages, parsed.
+async fn poll_messages(server: &Server, token: &str) -> Vec<Value> {
+    loop {
+        let answer = longpoll(server, Some(token), None).await;
+        if answer["status"] == 200 {
+            return answer["messages"]
+                .as_array()
+                .expect("messages")
+                .iter()
+                .map(|m| serde_json::from_str(m.as_str().expect("text")).expect("frame"))
+                .collect();
+        }
+        assert_eq!(answer["status"], 204, "{answer}");
+    }
+}
+
+/// One longpoll client whose requests go to a different node each time.
+async fn longpoll_alternating(nodes: &[&Server]) {
+    let at = |i: usize| nodes[i % nodes.len()];
+    let answer = longpoll(at(0), None, None).await;
+    assert_eq!(answer["status"], 410, "{answer}");
+    let token = answer["token"].as_str().expect("token").to_owned();
+
+    let join = json!(["1", "1", "room:x", "phx_join", {}]);
+    let answer = longpoll(at(1), Some(&token), Some(join)).await;
+    assert_eq!(answer["status"], 200, "POST through another node: {answer}");
+    let messages = poll_messages(at(2), &token).await;
+    assert_eq!(messages[0][3], "phx_reply", "{messages:?}");
+    assert_eq!(messages[0][4]["status"], "ok", "{messages:?}");
+
+    // A websocket client on the first node broadcasts; the poll on another
+    // node carries it.
+    let mut ws = joined(at(0), "ws").await;
+    push(&mut ws, "2", "broadcast", json!({"to": "longpoll"})).await;
+    let messages = poll_messages(at(3), &token).await;
+    assert_eq!(messages[0][3], "broadcast", "{messages:?}");
+    assert_eq!(messages[0][4], json!({"to": "longpoll"}));
+
+    let echo = json!(["1", "2", "room:x", "echo", {"hello": "again"}]);
+    let answer = longpoll(at(4), Some(&token), Some(echo)).await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    let messages = poll_messages(at(5), &token).await;
+    assert_eq!(messages[0][1], "2", "{messages:?}");
+    assert_eq!(messages[0][4]["response"], json!({"hello": "again"}));
 }
 
 /// Broadcasts, `broadcast_from` and the local echo, checked on `a` and `b`
@@ -211,6 +287,22 @@ async fn redis_nodes_share_broadcasts_disconnects_and_the_api() {
     assert!(publisher.own_echoes >= 1, "{publisher:?}");
     assert_eq!(publisher.publish_failed, 0, "{publisher:?}");
     assert!(nodes[1].1.snapshot().received >= 3);
+}
+
+#[tokio::test]
+async fn in_process_longpoll_alternates_between_nodes() {
+    let cluster = InProcessCluster::new();
+    let n1 = node(cluster.node()).await;
+    let n2 = node(cluster.node()).await;
+    longpoll_alternating(&[&n1, &n2]).await;
+}
+
+#[tokio::test]
+async fn redis_longpoll_alternates_between_nodes() {
+    let redis = RedisServer::start();
+    let nodes = redis_nodes(&redis, 3).await;
+    let servers: Vec<&Server> = nodes.iter().map(|(server, _)| server).collect();
+    longpoll_alternating(&servers).await;
 }
 
 #[tokio::test]

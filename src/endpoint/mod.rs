@@ -207,6 +207,13 @@ impl Endpoint {
     }
 }
 
+/// Sign LongPoll tokens with a key derived from `secret` (the same on every
+/// node of a cluster, so a request may reach any node). Process-wide; call
+/// it before serving. Returns `false` if tokens already use another key.
+pub fn share_longpoll_secret(secret: &str) -> bool {
+    crate::transport::longpoll::share_secret(secret)
+}
+
 /// How many connections may wait to be accepted; the OS default (128) drops
 /// connection bursts.
 pub const LISTEN_BACKLOG: u32 = 4096;

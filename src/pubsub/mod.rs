@@ -63,7 +63,15 @@ pub(crate) enum Target {
     },
     /// A socket listening on its id topic for `disconnect`.
     Socket { sink: Arc<dyn Deliver> },
+    /// A function called with every broadcast on the topic (internal
+    /// request/reply, e.g. a longpoll request routed to another node). It
+    /// runs under the registry's read lock: it must neither wait nor
+    /// subscribe.
+    Handler(Handler),
 }
+
+/// The function of a [`Target::Handler`].
+pub(crate) type Handler = Arc<dyn Fn(&Broadcast) + Send + Sync>;
 
 impl PubSub {
     /// A new, empty registry for a node on its own.
@@ -108,6 +116,11 @@ impl PubSub {
             payload,
         };
         self.inner.dispatch_local(&broadcast, None);
+    }
+
+    /// Whether broadcasts also go to other nodes.
+    pub fn is_clustered(&self) -> bool {
+        self.inner.adapter.is_some()
     }
 
     /// Number of subscribers of `topic` on this node.
@@ -163,6 +176,7 @@ impl Inner {
                         sink.deliver_disconnect();
                     }
                 }
+                Target::Handler(handler) => handler(broadcast),
             }
         });
     }

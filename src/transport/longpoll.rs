@@ -18,6 +18,7 @@
 //! reached for 1.5 × the window are closed (see [`session`]).
 
 mod body;
+mod remote;
 mod session;
 mod token;
 
@@ -37,6 +38,7 @@ use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
 use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
 use session::{LpSession, Poll, Publish};
+pub(crate) use token::share_secret;
 
 /// Header carrying the session token (wins over the `token` query param).
 const TOKEN_HEADER: &str = "x-phoenix-longpoll-token";
@@ -90,7 +92,7 @@ async fn route(
     match *req.method() {
         Method::OPTIONS => preflight(req.headers()),
         Method::GET => listen(req, socket, shared, peer).await,
-        Method::POST => publish(req, socket).await,
+        Method::POST => publish(req, socket, shared).await,
         _ => empty(StatusCode::BAD_REQUEST),
     }
 }
@@ -118,10 +120,19 @@ fn preflight(headers: &HeaderMap) -> HttpResponse {
     response
 }
 
+/// Where the session a request names lives.
+enum Found {
+    /// On this node.
+    Here(Arc<LpSession>, String),
+    /// Not here, but the token is valid and this node is in a cluster: maybe
+    /// on another node.
+    Elsewhere(token::SessionId, String),
+}
+
 /// The session named by the request's token (header first, then the
-/// `token` query param), if it is valid, live and of this socket; with the
-/// token as sent.
-fn resume(req: &HttpRequest, socket: &Arc<Socket>) -> Option<(Arc<LpSession>, String)> {
+/// `token` query param), if it is valid, live and of this socket (or, in a
+/// cluster, possibly on another node); with the token as sent.
+fn resume(req: &HttpRequest, socket: &Arc<Socket>, shared: &Services) -> Option<Found> {
     let presented = match req.headers().get(HeaderName::from_static(TOKEN_HEADER)) {
         Some(value) => value.to_str().ok()?.to_owned(),
         None => {
@@ -136,8 +147,11 @@ fn resume(req: &HttpRequest, socket: &Arc<Socket>) -> Option<(Arc<LpSession>, St
             return None;
         }
     };
-    let session = session::lookup(id, socket)?;
-    Some((session, presented))
+    match session::lookup(id, socket) {
+        Some(session) => Some(Found::Here(session, presented)),
+        None if shared.pubsub.is_clustered() => Some(Found::Elsewhere(id, presented)),
+        None => None,
+    }
 }
 
 /// GET: poll a live session, or start a new one.
@@ -148,10 +162,16 @@ async fn listen(
     peer: SocketAddr,
 ) -> HttpResponse {
     let window = socket.options.longpoll_window;
-    let Some((session, token)) = resume(&req, &socket) else {
-        return new_session(req, socket, shared, peer).await;
+    let polled = match resume(&req, &socket, shared) {
+        Some(Found::Here(session, token)) => (session.poll(window).await, token),
+        Some(Found::Elsewhere(id, token)) => match remote::poll(&shared.pubsub, id, window).await {
+            remote::RemotePoll::Answer(poll) => (poll, token),
+            remote::RemotePoll::Gone => return new_session(req, socket, shared, peer).await,
+        },
+        None => return new_session(req, socket, shared, peer).await,
     };
-    match session.poll(window).await {
+    let (polled, token) = polled;
+    match polled {
         Poll::Messages(frames) => {
             let messages = frames.iter().map(|f| f.as_str()).collect();
             json(&Answer {
@@ -212,7 +232,18 @@ async fn new_session(
     };
     let expiry = expiry(socket.options.longpoll_window);
     let handle = crate::session::start(socket.clone(), shared, serializer, connected);
-    session::register(id, socket, handle, expiry);
+    let window = socket.options.longpoll_window;
+    let session = session::register(id, socket, handle, expiry);
+    if shared.pubsub.is_clustered() {
+        // Requests for this session may arrive at other nodes.
+        let listening = remote::listen(&shared.pubsub, id, &session, window);
+        let closed = session.closed();
+        let pubsub = shared.pubsub.clone();
+        tokio::spawn(async move {
+            closed.cancelled().await;
+            remote::unlisten(&pubsub, listening);
+        });
+    }
     json(&Answer {
         status: 410,
         token: Some(&token),
@@ -221,8 +252,8 @@ async fn new_session(
 }
 
 /// POST: hand the body's frames to the session.
-async fn publish(req: HttpRequest, socket: Arc<Socket>) -> HttpResponse {
-    let Some((session, _token)) = resume(&req, &socket) else {
+async fn publish(req: HttpRequest, socket: Arc<Socket>, shared: &Services) -> HttpResponse {
+    let Some(found) = resume(&req, &socket, shared) else {
         return status_only(410);
     };
     let content_type = {
@@ -246,10 +277,12 @@ async fn publish(req: HttpRequest, socket: Arc<Socket>) -> HttpResponse {
             return empty(StatusCode::BAD_REQUEST);
         }
     };
-    match session
-        .publish(frames, socket.options.longpoll_window)
-        .await
-    {
+    let window = socket.options.longpoll_window;
+    let published = match found {
+        Found::Here(session, _) => session.publish(frames, window).await,
+        Found::Elsewhere(id, _) => remote::publish(&shared.pubsub, id, frames, window).await,
+    };
+    match published {
         Publish::Ok => status_only(200),
         Publish::Timeout => status_only(408),
         Publish::Gone => status_only(410),

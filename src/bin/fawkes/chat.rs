@@ -22,6 +22,13 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
     let addr = config.server.addr();
     let listener =
         fawkes::endpoint::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
+    if let Some(secret) = &config.cluster.secret_key_base {
+        fawkes::endpoint::share_longpoll_secret(secret);
+    } else if config.cluster.redis_url.is_some() {
+        tracing::warn!(
+            "no [cluster] secret_key_base: a longpoll client must keep reaching the same node"
+        );
+    }
     let pubsub = match config.cluster.redis_options() {
         Some(options) => {
             fawkes::pubsub::redis::start(options)

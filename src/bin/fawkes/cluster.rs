@@ -14,6 +14,10 @@ pub(crate) struct ClusterConfig {
     /// This node's name, unique in the cluster (default: a random one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) node_name: Option<String>,
+    /// Shared by every node: signs LongPoll tokens, so a client's requests
+    /// may reach any node (env `FAWKES_SECRET_KEY_BASE` overrides it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) secret_key_base: Option<String>,
     /// How often presence changes are shipped to other nodes.
     pub(crate) broadcast_period_ms: u64,
     /// A node silent this long is down: its presences leave.
@@ -27,6 +31,7 @@ impl Default for ClusterConfig {
         Self {
             redis_url: None,
             node_name: None,
+            secret_key_base: None,
             broadcast_period_ms: 500,
             down_period_ms: 4_000,
             permdown_period_ms: 1_200_000,
@@ -38,6 +43,8 @@ impl Default for ClusterConfig {
 pub(crate) const ENV_REDIS_URL: &str = "FAWKES_REDIS_URL";
 /// The environment variable that overrides `node_name`.
 pub(crate) const ENV_NODE_NAME: &str = "FAWKES_NODE_NAME";
+/// The environment variable that overrides `secret_key_base`.
+pub(crate) const ENV_SECRET_KEY_BASE: &str = "FAWKES_SECRET_KEY_BASE";
 
 impl ClusterConfig {
     /// Apply overrides: the command line wins over the environment, which
@@ -58,6 +65,9 @@ impl ClusterConfig {
         }
         if let Some(name) = pick(node_name, ENV_NODE_NAME) {
             self.node_name = Some(name);
+        }
+        if let Some(secret) = pick(None, ENV_SECRET_KEY_BASE) {
+            self.secret_key_base = Some(secret);
         }
         self
     }
@@ -101,8 +111,13 @@ mod tests {
         };
         let from_file = file.clone().with_overrides(None, None, env(&[]));
         assert_eq!(from_file, file);
-        let vars = env(&[(ENV_REDIS_URL, "redis://env"), (ENV_NODE_NAME, "env")]);
+        let vars = env(&[
+            (ENV_REDIS_URL, "redis://env"),
+            (ENV_NODE_NAME, "env"),
+            (ENV_SECRET_KEY_BASE, "s"),
+        ]);
         let from_env = file.clone().with_overrides(None, None, &vars);
+        assert_eq!(from_env.secret_key_base.as_deref(), Some("s"));
         assert_eq!(from_env.redis_url.as_deref(), Some("redis://env"));
         assert_eq!(from_env.node_name.as_deref(), Some("env"));
         let from_cli = file.with_overrides(Some("redis://cli"), Some("cli"), &vars);

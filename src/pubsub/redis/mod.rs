@@ -1,7 +1,8 @@
 //! The Redis engine: an [`Adapter`] that carries broadcasts between nodes
 //! over one Redis pub/sub channel (Redis >= 6, RESP3).
 //!
-//! A broadcast is encoded for the wire once ([`wire`]) and queued for the
+//! A broadcast is encoded for the wire once ([`wire`]: phoenix_pubsub_redis's
+//! format, so Phoenix nodes can share the channel) and queued for the
 //! writer task, which publishes what is queued in one pipelined round trip.
 //! One connection manager (the `redis` crate's: reconnects with back-off,
 //! resubscribes after a reconnect) carries publishes and the subscription;
@@ -71,8 +72,8 @@ pub enum ClusterError {
     /// The URL is not a Redis URL.
     #[error("invalid redis url: {0}")]
     Url(#[source] redis::RedisError),
-    /// The node name is empty.
-    #[error("the node name must not be empty")]
+    /// The node name is empty or longer than an Erlang atom allows.
+    #[error("the node name must have 1 to 255 bytes")]
     NodeName,
 }
 
@@ -98,9 +99,11 @@ pub struct StatsSnapshot {
     pub publish_failed: u64,
     /// Broadcasts from other nodes delivered on this node.
     pub received: u64,
-    /// This node's own broadcasts read back from Redis (ignored).
+    /// This node's own broadcasts read back from Redis, and direct
+    /// broadcasts for other nodes (ignored).
     pub own_echoes: u64,
-    /// Messages on the channel that were not broadcasts (dropped).
+    /// Messages on the channel that were not broadcasts for fawkes
+    /// (garbage, other versions, Phoenix.Tracker traffic): dropped.
     pub garbage: u64,
     /// Messages dropped because this node fell behind reading them.
     pub receive_dropped: u64,
@@ -141,7 +144,7 @@ pub struct RedisCluster {
 /// Never waits for Redis: a node whose Redis is down serves its local
 /// clients and keeps trying to connect.
 pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
-    if options.node_name.is_empty() {
+    if options.node_name.is_empty() || options.node_name.len() > wire::MAX_NODE_NAME {
         return Err(ClusterError::NodeName);
     }
     let mut info = options
@@ -184,7 +187,14 @@ struct RedisAdapter {
 
 impl Adapter for RedisAdapter {
     fn publish(&self, broadcast: &Broadcast) {
-        let bytes = wire::encode(&self.node, broadcast);
+        let bytes = match wire::encode(&self.node, broadcast) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                ClusterStats::add(&self.stats.publish_failed, 1);
+                tracing::warn!(topic = %broadcast.topic, %error, "broadcast not encodable for other nodes");
+                return;
+            }
+        };
         if self.queue.try_send(bytes).is_err() {
             ClusterStats::add(&self.stats.publish_failed, 1);
             tracing::warn!(topic = %broadcast.topic, "cluster publish queue full: broadcast not sent to other nodes");
@@ -321,19 +331,23 @@ async fn read(
             tracing::warn!("dropping a cluster message that is not a string");
             continue;
         };
-        let received = match wire::decode(bytes) {
-            Ok(received) => received,
+        let broadcast = match wire::decode(bytes, &node) {
+            Ok(wire::Incoming::Broadcast(broadcast)) => broadcast,
+            Ok(wire::Incoming::NotForUs) => {
+                ClusterStats::add(&stats.own_echoes, 1);
+                continue;
+            }
             Err(error) => {
                 ClusterStats::add(&stats.garbage, 1);
-                tracing::warn!(%error, len = bytes.len(), "dropping an undecodable cluster message");
+                if error.is_quiet() {
+                    tracing::debug!(%error, "skipping a cluster message");
+                } else {
+                    tracing::warn!(%error, len = bytes.len(), "dropping an undecodable cluster message");
+                }
                 continue;
             }
         };
-        if *received.node == *node {
-            ClusterStats::add(&stats.own_echoes, 1);
-            continue;
-        }
-        if !local.dispatch(&received.broadcast) {
+        if !local.dispatch(&broadcast) {
             return;
         }
         ClusterStats::add(&stats.received, 1);

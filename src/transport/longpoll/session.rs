@@ -185,6 +185,11 @@ impl LpSession {
 
     /// Wait up to `window` for frames; a newer poll on the same session
     /// ends this one with [`Poll::NoContent`].
+    /// Cancelled once the session has ended.
+    pub(super) fn closed(&self) -> CancellationToken {
+        self.closed.clone()
+    }
+
     pub(super) async fn poll(&self, window: Duration) -> Poll {
         let generation = {
             let mut state = self.state();

@@ -30,6 +30,11 @@ type HmacSha256 = Hmac<Sha256>;
 pub(super) struct SessionId([u8; 16]);
 
 impl SessionId {
+    /// The id as 32 lowercase hex digits (for pubsub topics).
+    pub(super) fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A fresh random id.
     pub(super) fn random() -> Result<Self, TokenError> {
         let mut id = [0u8; 16];
@@ -55,9 +60,29 @@ pub(super) enum TokenError {
     Entropy,
 }
 
+/// The process's signing key: shared by the nodes of a cluster when set
+/// with [`share_secret`], else random.
+static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// The key every node derives from the cluster's shared secret.
+fn derive(shared: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hash = Sha256::new();
+    hash.update(b"fawkes longpoll token key\0");
+    hash.update(shared.as_bytes());
+    hash.finalize().into()
+}
+
+/// Sign and verify this process's tokens with a key derived from `shared`,
+/// so that every node of a cluster accepts the others' tokens. Must run
+/// before the first token; `false` if another key is already in use.
+pub(crate) fn share_secret(shared: &str) -> bool {
+    let key = derive(shared);
+    *SECRET.get_or_init(|| key) == key
+}
+
 /// The per-process signing secret.
 fn secret() -> Result<&'static [u8; 32], TokenError> {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
     if let Some(secret) = SECRET.get() {
         return Ok(secret);
     }
@@ -128,6 +153,13 @@ pub(super) fn verify(token: &str) -> Result<SessionId, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_derive_the_same_key_from_the_same_secret() {
+        assert_eq!(derive("s3cret"), derive("s3cret"));
+        assert_ne!(derive("s3cret"), derive("s3cret!"));
+        assert_ne!(derive(""), [0u8; 32]);
+    }
 
     #[test]
     fn round_trip() {
