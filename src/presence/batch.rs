@@ -70,7 +70,9 @@ fn broadcast(pubsub: &PubSub, diff: Diff) {
         leaves: &diff.leaves,
     };
     match serde_json::to_string(&body) {
-        Ok(text) => pubsub.broadcast(&diff.topic, DIFF_EVENT, Payload::RawJson(text.into())),
+        // Local only: every node derives its diffs from what it merged
+        // (`replication`), so a diff sent to other nodes would be seen twice.
+        Ok(text) => pubsub.local_broadcast(&diff.topic, DIFF_EVENT, Payload::RawJson(text.into())),
         Err(error) => tracing::error!(%error, "presence diff not encodable"),
     }
 }

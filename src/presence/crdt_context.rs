@@ -49,6 +49,7 @@ impl Ranges {
     }
 
     /// Every member, ascending.
+    #[cfg(test)]
     pub(super) fn points(&self) -> impl Iterator<Item = u64> + '_ {
         self.0.iter().flat_map(|(s, e)| *s..=*e)
     }
@@ -100,21 +101,43 @@ impl Ranges {
         }
     }
 
+    /// The members of `self` that are not in `other`, in time linear in the
+    /// number of ranges (never in the number of members).
+    pub(super) fn difference(&self, other: &Ranges) -> Ranges {
+        let mut out = self.clone();
+        for (s, e) in &other.0 {
+            out.remove_range(*s, *e);
+        }
+        out
+    }
+
+    /// Removes every member in `start..=end`.
+    pub(super) fn remove_range(&mut self, start: u64, end: u64) {
+        if start > end {
+            return;
+        }
+        let overlapping: Vec<(u64, u64)> = self
+            .0
+            .range(..=end)
+            .rev()
+            .take_while(|(_, e)| **e >= start)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in overlapping {
+            self.0.remove(&s);
+            if s < start {
+                self.0.insert(s, start - 1);
+            }
+            if e > end {
+                self.0.insert(end + 1, e);
+            }
+        }
+    }
+
     /// Removes one counter, splitting its range if needed.
+    #[cfg(test)]
     pub(super) fn remove_point(&mut self, counter: u64) {
-        let Some((&s, &e)) = self.0.range(..=counter).next_back() else {
-            return;
-        };
-        if e < counter {
-            return;
-        }
-        self.0.remove(&s);
-        if s < counter {
-            self.0.insert(s, counter - 1);
-        }
-        if counter < e {
-            self.0.insert(counter + 1, e);
-        }
+        self.remove_range(counter, counter);
     }
 
     /// Removes and returns the lowest range.
@@ -309,6 +332,22 @@ mod tests {
             Ranges::from_points([3, 1, 2, 7]).pairs(),
             vec![(1, 3), (7, 7)]
         );
+    }
+
+    #[test]
+    fn difference_works_on_ranges_of_any_width() {
+        let all = Ranges::from_pairs([(1, u64::MAX)]);
+        let some = Ranges::from_pairs([(3, 5), (10, 10), (u64::MAX, u64::MAX)]);
+        assert_eq!(
+            all.difference(&some).pairs(),
+            vec![(1, 2), (6, 9), (11, u64::MAX - 1)]
+        );
+        assert_eq!(some.difference(&all).pairs(), vec![]);
+        let mut r = Ranges::from_pairs([(1, 4), (6, 9), (12, 20)]);
+        r.remove_range(3, 13);
+        assert_eq!(r.pairs(), vec![(1, 2), (14, 20)]);
+        r.remove_range(9, 2);
+        assert_eq!(r.pairs(), vec![(1, 2), (14, 20)]);
     }
 
     #[test]

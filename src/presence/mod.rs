@@ -1,11 +1,13 @@
 //! Presence: the CRDT tracker (pure, in [`tracker`]) and the service
 //! channels call (`track`/`update`/`untrack`/`list`), which turns tracker
 //! changes into `presence_diff` broadcasts, optionally batched per topic.
+//! [`replication`] makes the service one replica of a cluster.
 
 mod batch;
 mod channel;
 mod list_cache;
 mod phx_ref;
+pub mod replication;
 pub mod tracker;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -44,7 +46,8 @@ struct State {
 
 struct Inner {
     state: Mutex<State>,
-    replica: ReplicaId,
+    /// Set once replication has named this replica.
+    replicating: std::sync::atomic::AtomicBool,
     refs: RefGenerator,
     pubsub: PubSub,
     batches: batch::Batches,
@@ -59,27 +62,40 @@ impl std::fmt::Debug for Presence {
 impl Presence {
     /// A presence service broadcasting diffs through `pubsub`.
     pub fn new(pubsub: PubSub, options: PresenceOptions) -> Self {
-        let incarnation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or_default();
+        let incarnation = next_incarnation();
         let replica = ReplicaId::new("fawkes", incarnation);
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
-                    tracker: Tracker::new(replica.clone()),
+                    tracker: Tracker::new(replica),
                     lists: list_cache::ListCache::default(),
                 }),
+                replicating: std::sync::atomic::AtomicBool::new(false),
                 refs: RefGenerator::new((incarnation & 0xffff) as u16),
-                replica,
                 pubsub: pubsub.clone(),
                 batches: batch::Batches::new(pubsub, options.batch_window),
             }),
         }
     }
 
-    fn owner(&self, owner: u64) -> OwnerId {
-        OwnerId::new(self.inner.replica.clone(), owner)
+    /// This service's replica id (node `fawkes` until replication names it).
+    pub fn replica(&self) -> ReplicaId {
+        self.state().tracker.replica().clone()
+    }
+
+    /// Renames this replica to node `node` (same incarnation), for
+    /// replication; only while nothing was ever tracked or merged.
+    fn become_node(&self, node: &str) -> Result<ReplicaId, replication::ReplicationError> {
+        let mut state = self.state();
+        let current = state.tracker.replica().clone();
+        let pristine = state.tracker.clock() == tracker::Clock::default();
+        let replicating = &self.inner.replicating;
+        if !pristine || replicating.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(replication::ReplicationError::AlreadyStarted);
+        }
+        let replica = ReplicaId::new(node, current.incarnation);
+        state.tracker = Tracker::new(replica.clone());
+        Ok(replica)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -151,29 +167,33 @@ impl Presence {
     ) -> Result<String, TrackError> {
         let phx_ref = self.inner.refs.next();
         let mut state = self.state();
-        let diff = change(&mut state.tracker, self.owner(owner), phx_ref.clone())?;
+        let owner = state.tracker.owner(owner);
+        let diff = change(&mut state.tracker, owner, phx_ref.clone())?;
         self.changed(&mut state, vec![diff], to);
         Ok(phx_ref)
     }
 
     pub(crate) fn untrack_to(&self, owner: u64, topic: &str, key: &str, to: &Publish<'_>) {
         let mut state = self.state();
-        let diff = state.tracker.untrack(self.owner(owner), topic, key);
+        let owner = state.tracker.owner(owner);
+        let diff = state.tracker.untrack(owner, topic, key);
         self.changed(&mut state, vec![diff], to);
     }
 
     /// Stop tracking everything `owner` tracks (its channel ended).
     pub(crate) fn untrack_owner(&self, owner: u64) {
         let mut state = self.state();
-        let diffs = state.tracker.untrack_owner(self.owner(owner));
+        let owner = state.tracker.owner(owner);
+        let diffs = state.tracker.untrack_owner(owner);
         self.changed(&mut state, diffs, &Publish::Now);
     }
 
     /// The current meta of `owner`'s `key` on `topic`.
     pub fn get(&self, owner: u64, topic: &str, key: &str) -> Option<Meta> {
-        self.state()
+        let state = self.state();
+        state
             .tracker
-            .get(self.owner(owner), topic, key)
+            .get(state.tracker.owner(owner), topic, key)
             .cloned()
     }
 
@@ -209,6 +229,24 @@ impl Presence {
             self.inner.batches.publish(&self.inner.pubsub, diff);
         }
     }
+}
+
+/// A per-boot version for a new replica: microseconds since the epoch,
+/// made strictly increasing within the process so that services started in
+/// the same microsecond (tests) never share one.
+fn next_incarnation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default();
+    let previous = LAST
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or_default();
+    now.max(previous + 1)
 }
 
 /// Diffs a channel callback produced, published once its reply is queued:

@@ -96,7 +96,7 @@ mod tracker_props;
 mod tracker_replication;
 #[cfg(test)]
 #[path = "tracker_syncdiff.rs"]
-mod tracker_syncdiff;
+pub(crate) mod tracker_syncdiff;
 
 pub use crdt_context::Clock;
 pub use tracker_diff::{Diff, DiffBatch, PresenceList};

@@ -29,6 +29,18 @@ impl Delta {
     pub fn entry_count(&self) -> usize {
         self.origins.iter().map(|o| o.entries.len()).sum()
     }
+
+    /// The origin replicas the delta speaks about, in its order.
+    pub fn origins(&self) -> impl Iterator<Item = &ReplicaId> {
+        self.origins.iter().map(|o| &o.replica)
+    }
+
+    /// Keeps only what the delta says about origins for which `keep` is
+    /// true. What is left is still a sound delta: each origin's part stands
+    /// on its own.
+    pub fn retain_origins(&mut self, mut keep: impl FnMut(&ReplicaId) -> bool) {
+        self.origins.retain(|o| keep(&o.replica));
+    }
 }
 
 /// What a delta says about one origin replica's entries.
@@ -67,36 +79,64 @@ impl Tracker {
     /// merged anywhere: a receiver that lacks some "kept" entry simply does
     /// not learn about it from this delta.
     pub fn delta_since(&self, clock: &Clock) -> Delta {
-        let mut origins = Vec::new();
-        for origin in self.context.replicas() {
-            let known = clock.get(&origin);
-            if self.context.max(&origin) <= known {
-                continue;
-            }
-            let mut entries = Vec::new();
-            let mut kept = Vec::new();
-            for (event, e) in self.entries.get(&origin).into_iter().flatten() {
-                if *event > known {
-                    entries.push(WireEntry {
-                        event: *event,
-                        since: e.since,
-                        owner: e.owner,
-                        topic: e.topic.clone(),
-                        key: e.key.clone(),
-                        meta: e.meta.clone(),
-                    });
-                } else {
-                    kept.push(*event);
-                }
-            }
-            origins.push(OriginDelta {
-                observed: self.context.observed(&origin).pairs(),
-                kept: Ranges::from_points(kept).pairs(),
-                replica: origin,
-                entries,
-            });
-        }
+        let origins = self
+            .context
+            .replicas()
+            .into_iter()
+            .filter_map(|origin| {
+                let known = clock.get(&origin);
+                self.origin_delta(origin, known)
+            })
+            .collect();
         Delta { origins }
+    }
+
+    /// How many events this tracker's own replica has made (its counter).
+    pub fn local_events(&self) -> u64 {
+        self.context.max(&self.replica)
+    }
+
+    /// This replica's own changes after its event `shipped`: what every peer
+    /// that has merged the local deltas up to `shipped` lacks. It is what a
+    /// node broadcasts on each period; a peer that missed an earlier one
+    /// learns the new entries, and its clock shows the gap. Empty when
+    /// nothing happened since `shipped`.
+    pub fn local_delta(&self, shipped: u64) -> Delta {
+        let origins = self
+            .origin_delta(self.replica.clone(), shipped)
+            .into_iter()
+            .collect();
+        Delta { origins }
+    }
+
+    /// What a peer that knows `origin`'s events `1..=known` may lack about
+    /// `origin`, or `None` when it lacks nothing.
+    fn origin_delta(&self, origin: ReplicaId, known: u64) -> Option<OriginDelta> {
+        if self.context.max(&origin) <= known {
+            return None;
+        }
+        let mut entries = Vec::new();
+        let mut kept = Vec::new();
+        for (event, e) in self.entries.get(&origin).into_iter().flatten() {
+            if *event > known {
+                entries.push(WireEntry {
+                    event: *event,
+                    since: e.since,
+                    owner: e.owner,
+                    topic: e.topic.clone(),
+                    key: e.key.clone(),
+                    meta: e.meta.clone(),
+                });
+            } else {
+                kept.push(*event);
+            }
+        }
+        Some(OriginDelta {
+            observed: self.context.observed(&origin).pairs(),
+            kept: Ranges::from_points(kept).pairs(),
+            replica: origin,
+            entries,
+        })
     }
 
     /// Everything this tracker knows (what a peer with an empty clock lacks).
@@ -123,11 +163,28 @@ impl Tracker {
     /// one diff per topic) and its events, and ignores it in later merges.
     /// Dropping this tracker's own replica does nothing.
     pub fn drop_replica(&mut self, replica: &ReplicaId) -> Vec<Diff> {
+        if *replica == self.replica {
+            return Vec::new();
+        }
+        self.dropped.insert(replica.clone());
+        self.forget_replica(replica)
+    }
+
+    /// Whether `replica` was dropped for good.
+    pub fn is_dropped(&self, replica: &ReplicaId) -> bool {
+        self.dropped.contains(replica)
+    }
+
+    /// Forgets what this tracker knows of `replica` (its entries, returned
+    /// as leaves, and its events) without refusing later news about it:
+    /// what a node does when a peer goes *down*. If the peer comes back, a
+    /// full state from it (whose events are all news again) restores its
+    /// presences. Forgetting this tracker's own replica does nothing.
+    pub fn forget_replica(&mut self, replica: &ReplicaId) -> Vec<Diff> {
         let mut diff = DiffBuilder::default();
         if *replica == self.replica {
             return diff.into_diffs();
         }
-        self.dropped.insert(replica.clone());
         self.context.forget(replica);
         let events: Vec<u64> = self
             .entries
@@ -164,13 +221,10 @@ impl Tracker {
         }
 
         // What we may now claim to have observed: not the kept events we
-        // never saw (we lack their metas).
-        let mut learned = observed.clone();
-        for event in kept.points() {
-            if !self.context.contains(&origin, event) {
-                learned.remove_point(event);
-            }
-        }
+        // never saw (we lack their metas). Computed on ranges, never per
+        // event: a peer's ranges may be as wide as `u64`.
+        let unseen_kept = kept.difference(&self.context.observed(&origin));
+        let learned = observed.difference(&unseen_kept);
 
         // Joins: live entries whose events are news to us.
         for w in delta.entries {
@@ -369,6 +423,82 @@ mod tests {
             .is_empty());
         assert_eq!(refs(&d, "t"), vec![("x".to_owned(), "r2".to_owned())]);
         assert!(d.context.contains(&rid("a"), 1));
+    }
+
+    #[test]
+    fn hostile_ranges_merge_in_time_linear_in_their_count() {
+        let mut a = Tracker::new(rid("a"));
+        // Without range arithmetic this would walk 2^64 kept events.
+        let hostile = Delta {
+            origins: vec![OriginDelta {
+                replica: rid("x"),
+                observed: vec![(1, u64::MAX)],
+                entries: vec![],
+                kept: vec![(1, u64::MAX)],
+            }],
+        };
+        assert!(a.merge(hostile).is_empty());
+        assert_eq!(
+            a.clock().get(&rid("x")),
+            0,
+            "unseen kept events are not claimed"
+        );
+    }
+
+    #[test]
+    fn local_delta_carries_only_own_changes_since_shipped() {
+        let (mut a, mut b, mut c) = (
+            Tracker::new(rid("a")),
+            Tracker::new(rid("b")),
+            Tracker::new(rid("c")),
+        );
+        track(&mut b, 1, "t", "x", "b1");
+        a.merge(b.full_state());
+        track(&mut a, 1, "t", "y", "a1");
+        assert_eq!(a.local_events(), 1);
+        let first = a.local_delta(0);
+        assert_eq!(first.origins().collect::<Vec<_>>(), vec![&rid("a")]);
+        assert!(a.local_delta(1).is_empty());
+        track(&mut a, 2, "t", "z", "a2");
+        let second = a.local_delta(1);
+        assert_eq!(second.entry_count(), 1);
+        // c missed the first delta: it learns a2, not a1, and its clock
+        // for a stays below a's counter (the gap a heartbeat reveals).
+        c.merge(second);
+        assert_eq!(refs(&c, "t"), vec![("z".to_owned(), "a2".to_owned())]);
+        assert!(c.clock().get(&rid("a")) < a.local_events());
+        c.merge(first);
+        assert_eq!(c.clock().get(&rid("a")), a.local_events());
+        assert_eq!(refs(&c, "t").len(), 2);
+    }
+
+    #[test]
+    fn forgotten_replicas_come_back_with_a_full_state() {
+        let (mut a, mut b) = (Tracker::new(rid("a")), Tracker::new(rid("b")));
+        track(&mut a, 1, "t", "x", "r1");
+        b.merge(a.full_state());
+        let left = b.forget_replica(&rid("a"));
+        assert_eq!(left[0].leaves.get("x").map(<[Meta]>::len), Some(1));
+        assert!(refs(&b, "t").is_empty() && !b.is_dropped(&rid("a")));
+        assert_eq!(b.clock().get(&rid("a")), 0);
+        let back = b.merge(a.full_state());
+        assert_eq!(back[0].joins.get("x").map(<[Meta]>::len), Some(1));
+        assert!(b.forget_replica(&rid("b")).is_empty(), "own replica stays");
+        b.drop_replica(&rid("a"));
+        assert!(b.is_dropped(&rid("a")));
+    }
+
+    #[test]
+    fn retain_origins_filters_a_delta() {
+        let (mut a, mut b) = (Tracker::new(rid("a")), Tracker::new(rid("b")));
+        track(&mut a, 1, "t", "x", "r1");
+        track(&mut b, 1, "t", "y", "r2");
+        a.merge(b.full_state());
+        let mut state = a.full_state();
+        state.retain_origins(|r| *r != rid("b"));
+        let mut c = Tracker::new(rid("c"));
+        c.merge(state);
+        assert_eq!(refs(&c, "t"), vec![("x".to_owned(), "r1".to_owned())]);
     }
 
     #[test]

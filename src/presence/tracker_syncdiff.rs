@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use super::{Diff, Meta, PresenceList, PHX_REF};
 
 /// A client's presence state: key -> metas, in the client's order.
-pub(super) type ClientState = BTreeMap<String, Vec<Meta>>;
+pub(crate) type ClientState = BTreeMap<String, Vec<Meta>>;
 
 fn phx_ref(meta: &Meta) -> Option<&serde_json::Value> {
     meta.get(PHX_REF)
@@ -18,7 +18,7 @@ fn phx_ref(meta: &Meta) -> Option<&serde_json::Value> {
 /// Applies one diff the way phoenix.js does: every join first (the joined
 /// metas go last, after the key's other metas minus those with a joined
 /// ref), then every leave (drop metas by ref; drop the key when emptied).
-pub(super) fn sync_diff(state: &mut ClientState, diff: &Diff) {
+pub(crate) fn sync_diff(state: &mut ClientState, diff: &Diff) {
     for (key, joined) in &diff.joins.0 {
         let mut metas: Vec<Meta> = state
             .remove(key)
@@ -42,13 +42,13 @@ pub(super) fn sync_diff(state: &mut ClientState, diff: &Diff) {
 
 /// The client state a full `presence_state` of `list` produces on an empty
 /// client (the same metas in the same order).
-pub(super) fn from_list(list: &PresenceList) -> ClientState {
+pub(crate) fn from_list(list: &PresenceList) -> ClientState {
     list.0.clone()
 }
 
 /// `state` with each key's metas sorted by ref: client order follows
 /// arrival, the server lists in tracking order, so compare as sets.
-pub(super) fn as_sets(state: &ClientState) -> ClientState {
+pub(crate) fn as_sets(state: &ClientState) -> ClientState {
     state
         .iter()
         .map(|(k, metas)| {
