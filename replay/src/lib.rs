@@ -1,4 +1,4 @@
-//! Transcript replay runner.
+//! `fawkes-replay`: Phoenix Channels transcripts and what is done with them.
 //!
 //! Replays the recorded Phoenix transcripts (`shared/conformance/`, format and
 //! rules in its `APP.md`) against any server speaking the Phoenix Channels
