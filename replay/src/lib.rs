@@ -10,11 +10,13 @@
 //! - [`expect`]: per-connection expectation queues;
 //! - [`ws`] / [`http`]: the client transports;
 //! - [`runner`]: replaying one transcript;
-//! - [`report`]: running many and printing the results.
+//! - [`report`]: running many and printing the results;
+//! - [`record`]: the recording proxy that writes transcripts.
 
 pub mod expect;
 pub mod http;
 pub mod normalize;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod transcript;
@@ -23,6 +25,6 @@ pub mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use report::{collect, run_files, Summary};
+pub use report::{collect, run_files, run_files_with_context, Summary};
 pub use runner::{run_transcript, Failure, RunConfig};
 pub use transcript::Transcript;
