@@ -11,8 +11,10 @@
 //! - [`ws`] / [`http`]: the client transports;
 //! - [`runner`]: replaying one transcript;
 //! - [`report`]: running many and printing the results;
-//! - [`record`]: the recording proxy that writes transcripts.
+//! - [`record`]: the recording proxy that writes transcripts;
+//! - [`equivalence`]: whether two transcripts record the same conversation.
 
+pub mod equivalence;
 pub mod expect;
 pub mod http;
 pub mod normalize;
