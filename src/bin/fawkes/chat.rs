@@ -18,12 +18,56 @@ use crate::config::{Config, TopicRule};
 use crate::static_files::StaticFiles;
 
 /// Build the endpoint from `config` and serve until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(config: Config) -> std::io::Result<()> {
-    let addr = SocketAddr::new(config.server.bind, config.server.port);
-    let listener = fawkes::endpoint::bind(addr)?;
+pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
+    let addr = config.server.addr();
+    let listener =
+        fawkes::endpoint::bind(addr).map_err(|source| ServeError::Listen { addr, source })?;
     let endpoint = endpoint(&config);
-    tracing::info!("fawkes listening on http://{}", listener.local_addr()?);
-    endpoint.serve(listener, shutdown_signal()).await
+    for socket in &config.sockets {
+        let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
+        tracing::info!(
+            path = %socket.path,
+            websocket = socket.websocket,
+            longpoll = socket.longpoll,
+            topics = ?patterns,
+            "socket mounted"
+        );
+    }
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Listen { addr, source })?;
+    tracing::info!("fawkes listening on http://{local}");
+    endpoint
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServeError {
+    /// The address could not be bound (busy port, no permission, unknown address).
+    #[error("cannot listen on {addr}: {source}{hint}", hint = listen_hint(source))]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+fn listen_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program is using this port: stop it, or choose another with --port)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges: try --port 4000)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address: check --bind)",
+        _ => "",
+    }
 }
 
 /// The endpoint `config` describes.
@@ -44,7 +88,10 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
         builder = builder.socket(socket_config.path.clone(), socket);
     }
     let pubsub = builder.pubsub().clone();
-    let files = Arc::new(StaticFiles::new(config.server.static_dir.clone()));
+    let static_dir = &config.server.static_dir;
+    let files = Arc::new(
+        (!static_dir.as_os_str().is_empty()).then(|| StaticFiles::new(static_dir.clone())),
+    );
     builder
         .handler(move |req: HttpRequest| {
             let pubsub = pubsub.clone();
@@ -52,8 +99,10 @@ pub(crate) fn endpoint(config: &Config) -> Endpoint {
             async move {
                 if req.uri().path() == "/api/broadcast" {
                     handle_broadcast(&pubsub, req).await
-                } else {
+                } else if let Some(files) = files.as_ref() {
                     files.serve(&req).await
+                } else {
+                    crate::static_files::not_found()
                 }
             }
         })

@@ -22,6 +22,16 @@ pub(crate) enum Command {
     Replay(crate::replay_cmd::ReplayArgs),
     /// Record a Phoenix server's socket traffic through a reverse proxy.
     Record(crate::record_cmd::RecordArgs),
+    /// Check a config file and print the effective configuration (the
+    /// embedded default with the file merged into it) as TOML.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `fawkes check-config` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The TOML file to check (omit it to print the embedded default).
+    pub(crate) file: Option<PathBuf>,
 }
 
 /// `fawkes serve` options; each overrides the config file.
@@ -39,7 +49,7 @@ pub(crate) struct ServeArgs {
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub(crate) log_level: String,
-    /// Folder served at `/` (the chat page) [default: examples/chat].
+    /// Folder served at `/` (the chat page) [default: examples/chat of this project].
     #[arg(long)]
     pub(crate) static_dir: Option<PathBuf>,
 }

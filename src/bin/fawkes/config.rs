@@ -1,18 +1,32 @@
 //! The server configuration: an embedded default (`default.toml`) that a
-//! user's TOML file overrides section by section.
+//! user's TOML file overrides, and the checks that turn a mistake into a
+//! sentence.
+//!
+//! Overriding rules (README "Configuration"): the user's file is merged key
+//! by key into the default, so a file that sets only `[presence]` or
+//! `[cluster]` keeps everything else. `[[socket]]` entries are merged by
+//! `path`: an entry with the default's path changes only the keys it names
+//! (its `[[socket.topic]]` list, when given, replaces the default topics
+//! whole); an entry with a new path adds a socket; `enabled = false` removes
+//! one. Paths in a file resolve against that file's folder; the default's
+//! against this project's folder.
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fawkes::socket::CheckOrigin;
 use fawkes::SocketOptions;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cli::ServeArgs;
 
 /// The configuration used when no file is given.
 pub(crate) const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The folder the embedded default's relative paths start from.
+const PROJECT_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -30,10 +44,13 @@ pub(crate) enum ConfigError {
         line: usize,
         message: String,
     },
+    /// The file parses but asks for something that cannot work.
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Config {
     #[serde(default)]
@@ -45,11 +62,12 @@ pub(crate) struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct Server {
     pub(crate) port: u16,
     pub(crate) bind: IpAddr,
+    /// Folder served at `/`; empty = no static files.
     pub(crate) static_dir: PathBuf,
 }
 
@@ -58,13 +76,20 @@ impl Default for Server {
         Self {
             port: 4000,
             bind: IpAddr::from([127, 0, 0, 1]),
-            static_dir: PathBuf::from("examples/chat"),
+            static_dir: PathBuf::new(),
         }
     }
 }
 
+impl Server {
+    /// The address to listen on.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+}
+
 /// `[presence]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct PresenceConfig {
     /// Presence diffs for one topic within this many ms go out as one.
@@ -80,10 +105,13 @@ impl Default for PresenceConfig {
 }
 
 /// `[[socket]]`: one mounted socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SocketConfig {
     pub(crate) path: String,
+    /// `false` removes a socket the default declares (merge by `path`).
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
     #[serde(default = "yes")]
     pub(crate) websocket: bool,
     #[serde(default = "yes")]
@@ -100,30 +128,71 @@ pub(crate) struct SocketConfig {
     pub(crate) topics: Vec<TopicRule>,
 }
 
-/// `check_origin = false | "same-host" | ["https://example.com", "//*.example.com"]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// `check_origin = false | true | "same-host" | ["https://example.com", "//*.example.com"]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "toml::Value", into = "toml::Value")]
 pub(crate) enum Origin {
-    Enabled(bool),
-    Keyword(OriginKeyword),
+    /// `false`: any origin.
+    #[default]
+    Any,
+    /// `true` or `"same-host"`: the origin must be the request's host.
+    SameHost,
+    /// Allowed origins.
     List(Vec<String>),
 }
 
-/// The named `check_origin` policies.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum OriginKeyword {
-    SameHost,
+/// The message for a `check_origin` value of no known form.
+#[derive(Debug)]
+pub(crate) struct OriginFormError(String);
+
+impl fmt::Display for OriginFormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "check_origin must be false, true, \"same-host\", or a list of origins such as \
+             [\"https://example.com\", \"//*.example.com\"]; {} is none of these",
+            self.0
+        )
+    }
 }
 
-impl Default for Origin {
-    fn default() -> Self {
-        Origin::Enabled(false)
+impl TryFrom<toml::Value> for Origin {
+    type Error = OriginFormError;
+
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        match &value {
+            toml::Value::Boolean(false) => Ok(Origin::Any),
+            toml::Value::Boolean(true) => Ok(Origin::SameHost),
+            toml::Value::String(s) if s == "same-host" => Ok(Origin::SameHost),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    toml::Value::String(s) if s.contains("//") => Ok(s.clone()),
+                    other => Err(OriginFormError(format!(
+                        "the list entry {other} (an origin looks like \"https://host\" or \"//host\")"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Origin::List),
+            other => Err(OriginFormError(other.to_string())),
+        }
+    }
+}
+
+impl From<Origin> for toml::Value {
+    fn from(origin: Origin) -> Self {
+        match origin {
+            Origin::Any => toml::Value::Boolean(false),
+            Origin::SameHost => toml::Value::String("same-host".into()),
+            Origin::List(list) => {
+                toml::Value::Array(list.into_iter().map(toml::Value::String).collect())
+            }
+        }
     }
 }
 
 /// `[[socket.topic]]`: what a joined client may do on matching topics.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TopicRule {
     /// `"room:*"` (prefix) or an exact topic.
@@ -151,24 +220,53 @@ fn default_max_channels() -> usize {
 }
 
 impl Config {
-    /// The embedded default, or `path` parsed on its own (a section the file
-    /// leaves out keeps its default; a file with `[[socket]]` entries
-    /// replaces the default sockets).
+    /// The embedded default, with `path`'s file merged into it (see the
+    /// module doc for the rules), checked.
     pub(crate) fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let default = parse(DEFAULT_TOML, Path::new("<embedded default>"))?;
-        let Some(path) = path else { return Ok(default) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
+        let default_name = Path::new("<embedded default>");
+        let mut merged = parse_table(DEFAULT_TOML, default_name)?;
+        resolve_paths(&mut merged, Path::new(PROJECT_DIR));
+        let origin = match path {
+            None => default_name.to_owned(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                let mut user = parse_table(&text, path)?;
+                // Checked on its own first, so a mistake is reported with its line.
+                typed(&text, path)?;
+                let folder = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                resolve_paths(&mut user, folder);
+                merge_tables(&mut merged, user);
+                path.to_owned()
+            }
+        };
+        let config: Config =
+            toml::Value::Table(merged)
+                .try_into()
+                .map_err(|error: toml::de::Error| ConfigError::Invalid {
+                    path: origin.clone(),
+                    message: error.message().to_owned(),
+                })?;
+        let config = config.without_disabled_sockets();
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: origin,
+            message,
         })?;
-        let mut config = parse(&text, path)?;
-        if config.sockets.is_empty() {
-            config.sockets = default.sockets;
-        }
         Ok(config)
     }
 
-    /// Apply command-line overrides.
+    fn without_disabled_sockets(mut self) -> Config {
+        self.sockets.retain(|socket| socket.enabled);
+        self
+    }
+
+    /// Apply command-line overrides (a relative `--static-dir` is relative
+    /// to the working directory, like any command-line path).
     pub(crate) fn with_overrides(mut self, args: &ServeArgs) -> Config {
         if let Some(port) = args.port {
             self.server.port = port;
@@ -181,26 +279,60 @@ impl Config {
         }
         self
     }
-}
 
-fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    toml::from_str(text).map_err(|error| {
-        let line = error
-            .span()
-            .map(|span| {
-                text.as_bytes()[..span.start.min(text.len())]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count()
-                    + 1
-            })
-            .unwrap_or(1);
-        ConfigError::Parse {
-            path: path.to_owned(),
-            line,
-            message: error.message().to_owned(),
+    /// The mistakes that parse but cannot work, as a sentence.
+    fn check(&self) -> Result<(), String> {
+        if self.sockets.is_empty() {
+            return Err("no socket is mounted: every [[socket]] is disabled".into());
         }
-    })
+        for (i, socket) in self.sockets.iter().enumerate() {
+            let path = &socket.path;
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "socket path {path:?} must start with \"/\" (for example \"/{path}\")"
+                ));
+            }
+            if self.sockets[..i].iter().any(|other| &other.path == path) {
+                return Err(format!("socket path {path:?} is declared twice"));
+            }
+            if socket.max_channels == 0 {
+                return Err(format!(
+                    "socket {path}: max_channels = 0 would refuse every join; use at least 1"
+                ));
+            }
+            if !socket.websocket && !socket.longpoll {
+                return Err(format!(
+                    "socket {path}: websocket and longpoll are both false, so no client could connect \
+                     (to remove the socket, set enabled = false)"
+                ));
+            }
+            if socket.topics.is_empty() {
+                return Err(format!(
+                    "socket {path} has no [[socket.topic]], so every join would be refused as \
+                     \"unmatched topic\"; add a topic rule"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that look at the machine: the static folder exists.
+    pub(crate) fn check_files(&self) -> Result<(), String> {
+        let dir = &self.server.static_dir;
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            return Err(format!(
+                "static_dir {} does not exist or is not a folder (set [server] static_dir, or \
+                 --static-dir, or static_dir = \"\" to serve no page)",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (`fawkes check-config`).
+    pub(crate) fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|error| format!("# cannot print: {error}\n"))
+    }
 }
 
 impl SocketConfig {
@@ -213,10 +345,8 @@ impl SocketConfig {
             websocket: self.websocket,
             longpoll: self.longpoll,
             check_origin: match &self.check_origin {
-                Origin::Enabled(false) => CheckOrigin::Any,
-                Origin::Enabled(true) | Origin::Keyword(OriginKeyword::SameHost) => {
-                    CheckOrigin::SameHost
-                }
+                Origin::Any => CheckOrigin::Any,
+                Origin::SameHost => CheckOrigin::SameHost,
                 Origin::List(list) => CheckOrigin::List(list.clone()),
             },
             ..SocketOptions::default()
@@ -224,9 +354,114 @@ impl SocketConfig {
     }
 }
 
+/// The line (1-based) a byte offset of `text` is on.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn parse_error(text: &str, path: &Path, error: toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        path: path.to_owned(),
+        line: error.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: error.message().to_owned(),
+    }
+}
+
+fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|error| parse_error(text, path, error))
+}
+
+/// The file read as a configuration of its own: unknown keys and wrong
+/// types are found here, where their line is known.
+fn typed(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|error| parse_error(text, path, error))
+}
+
+/// Make the relative paths of one file's table absolute against `folder`.
+fn resolve_paths(table: &mut toml::Table, folder: &Path) {
+    let Some(toml::Value::Table(server)) = table.get_mut("server") else {
+        return;
+    };
+    if let Some(toml::Value::String(dir)) = server.get_mut("static_dir") {
+        if !dir.is_empty() && Path::new(dir.as_str()).is_relative() {
+            *dir = folder.join(dir.as_str()).to_string_lossy().into_owned();
+        }
+    }
+}
+
+/// Merge `user` into `base`: tables key by key, `socket` arrays by `path`,
+/// everything else replaced.
+fn merge_tables(base: &mut toml::Table, user: toml::Table) {
+    for (key, value) in user {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Array(base_sockets)), toml::Value::Array(user_sockets))
+                if key == "socket" =>
+            {
+                merge_sockets(base_sockets, user_sockets)
+            }
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(user_table)) => {
+                merge_tables(base_table, user_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+fn merge_sockets(base: &mut Vec<toml::Value>, user: Vec<toml::Value>) {
+    let path_of = |value: &toml::Value| {
+        value
+            .get("path")
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned)
+    };
+    for socket in user {
+        let existing = path_of(&socket).and_then(|path| {
+            base.iter_mut()
+                .find(|b| path_of(b).as_deref() == Some(&path))
+        });
+        match (existing, socket) {
+            (Some(toml::Value::Table(base_socket)), toml::Value::Table(user_socket)) => {
+                // Not `merge_tables`: a topic list, when given, replaces the default's.
+                for (key, value) in user_socket {
+                    base_socket.insert(key, value);
+                }
+            }
+            (_, socket) => base.push(socket),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder of its own per call: the tests run in parallel.
+    fn temp_dir() -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::env::temp_dir().join(format!("fawkes-config-test-{}-{n}", std::process::id()))
+    }
+
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
+        let dir = temp_dir();
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("fawkes.toml");
+        std::fs::write(&path, text).expect("write");
+        let result = Config::load(Some(&path));
+        let _ = std::fs::remove_dir_all(&dir);
+        result
+    }
+
+    fn message(text: &str) -> String {
+        load_text(text).expect_err("refused").to_string()
+    }
 
     #[test]
     fn the_embedded_default_parses() {
@@ -237,32 +472,164 @@ mod tests {
         assert_eq!(topic.pattern, "room:*");
         assert!(topic.presence);
         assert!(topic.relay.iter().any(|e| e == "new_msg"));
+        assert!(config.server.static_dir.is_absolute());
+        assert!(config.server.static_dir.ends_with("examples/chat"));
+        config.check_files().expect("the chat folder exists");
     }
 
     #[test]
     fn a_bad_file_names_the_line() {
-        let text = "[server]\nport = 4000\nbogus = 1\n";
-        let error = parse(text, Path::new("x.toml")).expect_err("unknown key");
-        let ConfigError::Parse { line, .. } = &error else {
-            panic!("{error}")
-        };
-        assert_eq!(*line, 3, "{error}");
-        let text = "[server]\nport = \"not a number\"\n";
-        let error = parse(text, Path::new("x.toml")).expect_err("bad type");
-        assert!(error.to_string().contains("line 2"), "{error}");
+        let error = message("[server]\nport = 4000\nbogus = 1\n");
+        assert!(error.contains("line 3"), "{error}");
+        let error = message("[server]\nport = \"not a number\"\n");
+        assert!(error.contains("line 2"), "{error}");
     }
 
     #[test]
     fn check_origin_forms() {
-        let text = "[[socket]]\npath = \"/s\"\ncheck_origin = [\"//*.example.com\"]\n[[socket]]\npath = \"/t\"\ncheck_origin = \"same-host\"\n";
-        let config = parse(text, Path::new("x.toml")).expect("valid");
+        let text = "[[socket]]\npath = \"/s\"\ncheck_origin = [\"//*.example.com\"]\n[[socket.topic]]\npattern = \"a\"\n[[socket]]\npath = \"/t\"\ncheck_origin = \"same-host\"\n[[socket.topic]]\npattern = \"a\"\n";
+        let config = load_text(text).expect("valid");
+        let by_path = |p: &str| {
+            config
+                .sockets
+                .iter()
+                .find(|s| s.path == p)
+                .expect("socket")
+                .options()
+                .check_origin
+        };
         assert_eq!(
-            config.sockets[0].options().check_origin,
+            by_path("/s"),
             CheckOrigin::List(vec!["//*.example.com".into()])
         );
-        assert_eq!(
-            config.sockets[1].options().check_origin,
-            CheckOrigin::SameHost
+        assert_eq!(by_path("/t"), CheckOrigin::SameHost);
+        assert_eq!(by_path("/socket"), CheckOrigin::Any);
+    }
+
+    #[test]
+    fn an_unknown_check_origin_form_is_explained() {
+        let error = message("[[socket]]\npath = \"/socket\"\ncheck_origin = \"yes please\"\n");
+        assert!(
+            error.contains("line 3")
+                && error.contains("check_origin must be false, true, \"same-host\", or a list"),
+            "{error}"
         );
+        let error = message("[[socket]]\npath = \"/socket\"\ncheck_origin = [\"example.com\"]\n");
+        assert!(error.contains("an origin looks like"), "{error}");
+    }
+
+    #[test]
+    fn a_socket_path_needs_a_leading_slash() {
+        let error = message("[[socket]]\npath = \"live\"\n[[socket.topic]]\npattern = \"a\"\n");
+        assert!(
+            error.contains("socket path \"live\" must start with \"/\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn max_channels_zero_is_refused() {
+        let error = message("[[socket]]\npath = \"/socket\"\nmax_channels = 0\n");
+        assert!(
+            error.contains("max_channels = 0 would refuse every join"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_socket_without_topics_is_refused() {
+        let error = message("[[socket]]\npath = \"/other\"\n");
+        assert!(
+            error.contains("socket /other has no [[socket.topic]]"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_socket_with_no_transport_is_refused() {
+        let error =
+            message("[[socket]]\npath = \"/socket\"\nwebsocket = false\nlongpoll = false\n");
+        assert!(error.contains("no client could connect"), "{error}");
+    }
+
+    #[test]
+    fn a_socket_entry_overrides_only_what_it_names() {
+        let config =
+            load_text("[[socket]]\npath = \"/socket\"\ncheck_origin = true\n").expect("valid");
+        assert_eq!(config.sockets.len(), 1);
+        let socket = &config.sockets[0];
+        assert_eq!(socket.check_origin, Origin::SameHost);
+        assert_eq!(socket.topics[0].pattern, "room:*", "default topics kept");
+        assert!(socket.websocket && socket.longpoll);
+    }
+
+    #[test]
+    fn a_topic_list_replaces_the_default_one_and_new_paths_add_sockets() {
+        let config = load_text(
+            "[[socket]]\npath = \"/socket\"\n[[socket.topic]]\npattern = \"game:*\"\n\
+             [[socket]]\npath = \"/admin\"\nlongpoll = false\n[[socket.topic]]\npattern = \"ops\"\n",
+        )
+        .expect("valid");
+        let patterns: Vec<_> = config
+            .sockets
+            .iter()
+            .map(|s| {
+                (
+                    s.path.as_str(),
+                    s.topics
+                        .iter()
+                        .map(|t| t.pattern.as_str())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            patterns,
+            vec![("/socket", vec!["game:*"]), ("/admin", vec!["ops"])]
+        );
+    }
+
+    #[test]
+    fn enabled_false_removes_a_default_socket() {
+        let config = load_text(
+            "[[socket]]\npath = \"/socket\"\nenabled = false\n\
+             [[socket]]\npath = \"/live\"\n[[socket.topic]]\npattern = \"a\"\n",
+        )
+        .expect("valid");
+        let paths: Vec<_> = config.sockets.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, vec!["/live"]);
+    }
+
+    #[test]
+    fn a_file_with_other_sections_keeps_the_default_sockets() {
+        let config = load_text("[presence]\nbatch_window_ms = 0\n").expect("valid");
+        assert_eq!(config.presence.batch_window_ms, 0);
+        assert_eq!(config.sockets[0].path, "/socket");
+        assert_eq!(config.server.port, 4000, "[server] untouched");
+    }
+
+    #[test]
+    fn paths_resolve_against_the_file_folder() {
+        let dir = temp_dir();
+        std::fs::create_dir_all(dir.join("www")).expect("dirs");
+        let path = dir.join("fawkes.toml");
+        std::fs::write(&path, "[server]\nstatic_dir = \"www\"\n").expect("write");
+        let config = Config::load(Some(&path)).expect("valid");
+        assert_eq!(config.server.static_dir, dir.join("www"));
+        config.check_files().expect("exists");
+        std::fs::write(&path, "[server]\nstatic_dir = \"missing\"\n").expect("write");
+        let config = Config::load(Some(&path)).expect("parses");
+        let error = config.check_files().expect_err("missing folder");
+        assert!(error.contains("missing does not exist"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_effective_configuration_prints_and_reads_back() {
+        let config = Config::load(None).expect("default");
+        let text = config.to_toml();
+        let again: Config = toml::from_str(&text).expect("printed config parses");
+        assert_eq!(again.sockets[0].topics[0].pattern, "room:*");
+        assert_eq!(again.server.static_dir, config.server.static_dir);
     }
 }

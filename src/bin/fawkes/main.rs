@@ -1,7 +1,8 @@
 //! The `fawkes` binary: a thin clap + tracing shell around the library.
 //! `fawkes serve` runs a chat server from an embedded default configuration
-//! (or a TOML file that overrides it); `fawkes record` and `fawkes replay`
-//! record a Phoenix app's traffic and replay it (see docs/migrating.md).
+//! (or a TOML file merged into it); `fawkes check-config` prints the
+//! configuration a file gives; `fawkes record` and `fawkes replay` record a
+//! Phoenix app's traffic and replay it (see docs/migrating.md).
 
 mod chat;
 mod cli;
@@ -10,30 +11,51 @@ mod record_cmd;
 mod replay_cmd;
 mod static_files;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, ServeArgs};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let args = match cli.command {
-        Command::Serve(args) => args,
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
         Command::Replay(args) => {
             init_tracing("warn");
-            return replay_cmd::run(args).await;
+            replay_cmd::run(args).await
         }
         Command::Record(args) => {
             init_tracing(&args.log_level);
-            return record_cmd::run(args).await;
+            record_cmd::run(args).await
         }
-    };
+        Command::CheckConfig(args) => match config::Config::load(args.file.as_deref()) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                if let Err(message) = config.check_files() {
+                    eprintln!("fawkes: warning: {message}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("fawkes: {error}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&args.log_level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colour only for a person at a terminal: a log file gets plain text.
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
 
     let config = match config::Config::load(args.config.as_deref()) {
         Ok(config) => config.with_overrides(&args),
@@ -42,6 +64,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(message) = config.check_files() {
+        eprintln!("fawkes: {message}");
+        return ExitCode::from(2);
+    }
     match chat::serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

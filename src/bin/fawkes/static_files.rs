@@ -1,5 +1,9 @@
 //! Static files for the chat page: a folder served at `/`, and phoenix.js
 //! from that folder's `node_modules` at `/vendor/phoenix.mjs`.
+//!
+//! Only what a page needs is served: files with a web asset extension, never
+//! a hidden file, anything under `node_modules` (but phoenix.js), nor the
+//! folder's `package.json` / lock file (JSON is not a page asset here).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -53,14 +57,35 @@ impl StaticFiles {
             other => other.trim_start_matches('/'),
         };
         let relative = Path::new(relative);
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        let vendored = url_path == "/vendor/phoenix.mjs";
+        let hidden_or_outside = relative.components().any(|c| match c {
+            Component::Normal(name) => {
+                let name = name.to_string_lossy();
+                name.starts_with('.') || name == "node_modules"
+            }
+            _ => true,
+        });
+        if (hidden_or_outside && !vendored) || !is_page_asset(relative) {
             return None;
         }
         Some(self.root.join(relative))
     }
+}
+
+/// Extensions of files a web page loads.
+const PAGE_ASSETS: &[&str] = &[
+    "html", "js", "mjs", "css", "png", "svg", "ico", "jpg", "jpeg", "webp", "gif", "woff2",
+];
+
+fn is_page_asset(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| PAGE_ASSETS.contains(&e))
+}
+
+/// The answer for a path no handler serves.
+pub(crate) fn not_found() -> HttpResponse {
+    text(StatusCode::NOT_FOUND, "not found\n")
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -68,7 +93,6 @@ fn content_type(path: &Path) -> &'static str {
         Some("html") => "text/html; charset=utf-8",
         Some("js") | Some("mjs") => "text/javascript; charset=utf-8",
         Some("css") => "text/css; charset=utf-8",
-        Some("json") => "application/json",
         Some("png") => "image/png",
         Some("svg") => "image/svg+xml",
         Some("ico") => "image/x-icon",
@@ -104,5 +128,24 @@ mod tests {
         );
         assert_eq!(files.resolve("/../etc/passwd"), None);
         assert_eq!(files.resolve("/a/../../b"), None);
+    }
+
+    #[test]
+    fn only_page_assets_are_served() {
+        let files = StaticFiles::new(PathBuf::from("/srv"));
+        assert_eq!(
+            files.resolve("/style.css"),
+            Some(PathBuf::from("/srv/style.css"))
+        );
+        assert_eq!(files.resolve("/package.json"), None);
+        assert_eq!(files.resolve("/package-lock.json"), None);
+        assert_eq!(files.resolve("/README.md"), None);
+        assert_eq!(files.resolve("/.env"), None);
+        assert_eq!(files.resolve("/.git/config.js"), None);
+        assert_eq!(
+            files.resolve("/node_modules/phoenix/priv/static/phoenix.mjs"),
+            None
+        );
+        assert_eq!(files.resolve("/node_modules/ws/index.js"), None);
     }
 }
