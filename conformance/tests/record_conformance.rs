@@ -28,6 +28,20 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The transcript up to its last action that is not a client close.
+fn without_trailing_closes(mut t: Transcript) -> Transcript {
+    let mut end = t.steps.len();
+    for (i, step) in t.steps.iter().enumerate().rev() {
+        if step.close.is_some() {
+            end = i;
+        } else if step.recv.is_none() && step.sleep_ms.is_none() {
+            break;
+        }
+    }
+    t.steps.truncate(end);
+    t
+}
+
 fn run_config(addr: std::net::SocketAddr) -> RunConfig {
     let mut config = RunConfig::new(BaseUrl::parse(&format!("http://{addr}")).expect("url"));
     config.cleanup_pause = Duration::from_millis(50);
@@ -110,6 +124,9 @@ async fn recording_the_conformance_replay_gives_back_equivalent_transcripts() {
             failures.push(format!("{name}: not equivalent: {e}"));
             continue;
         }
+        // The closes the replay runner sent when it ended (and what they
+        // caused, which races with them) are not part of the scenario.
+        let recorded = without_trailing_closes(recorded);
         if let Err(e) = run_transcript(&recorded, &run_config(app_addr)).await {
             failures.push(format!("{name}: the recording does not replay: {e}"));
         }
