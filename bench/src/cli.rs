@@ -73,6 +73,21 @@ pub(crate) enum Command {
     /// No server: the kernel's floor for `fanout` on this machine (one
     /// plain TCP write per subscriber per round, read like `fanout` reads).
     Floor(FloorArgs),
+    /// C connections each send a heartbeat and await its reply in a loop;
+    /// report round trips/s and round-trip latency (e.g. direct vs through
+    /// `fawkes record`).
+    Roundtrip(RoundtripArgs),
+}
+
+/// `roundtrip` options.
+#[derive(Debug, Args)]
+pub(crate) struct RoundtripArgs {
+    /// Connections, each with one heartbeat in flight.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) conns: usize,
+    /// Seconds of round trips.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) duration: u64,
 }
 
 /// `floor` options.

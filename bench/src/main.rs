@@ -76,6 +76,7 @@ async fn run(cli: Cli, fd_limit: u64) -> ExitCode {
         Command::Fanout(args) => scenarios::fanout::run(&env, args).await,
         Command::Joins(args) => scenarios::joins::run(&env, args).await,
         Command::Presence(args) => scenarios::presence::run(&env, args).await,
+        Command::Roundtrip(args) => scenarios::roundtrip::run(&env, args).await,
         Command::BaselineServer(_) | Command::Floor(_) => return ExitCode::FAILURE,
     };
     report.print();

@@ -6,6 +6,7 @@ pub(crate) mod floor;
 pub(crate) mod idle;
 pub(crate) mod joins;
 pub(crate) mod presence;
+pub(crate) mod roundtrip;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -18,6 +18,10 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Start the server (a chat on `room:*` with presence, and its page at `/`).
     Serve(ServeArgs),
+    /// Replay transcripts against a running server (`N passed, M failed` last).
+    Replay(crate::replay_cmd::ReplayArgs),
+    /// Record a Phoenix server's socket traffic through a reverse proxy.
+    Record(crate::record_cmd::RecordArgs),
     /// Check a config file and print the effective configuration (the
     /// embedded default with the file merged into it) as TOML.
     CheckConfig(CheckConfigArgs),

@@ -1,7 +1,8 @@
 //! The `fawkes` binary: a thin clap + tracing shell around the library.
 //! `fawkes serve` runs a chat server from an embedded default configuration
 //! (or a TOML file merged into it); `fawkes check-config` prints the
-//! configuration a file gives.
+//! configuration a file gives; `fawkes record` and `fawkes replay` record a
+//! Phoenix app's traffic and replay it (see docs/migrating.md).
 
 mod api;
 mod auth;
@@ -11,6 +12,8 @@ mod cluster;
 mod config;
 mod connect;
 mod redact;
+mod record_cmd;
+mod replay_cmd;
 mod static_files;
 mod token_cmd;
 mod webhook;
@@ -28,6 +31,14 @@ async fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Token(args) => token_cmd::run(args),
+        Command::Replay(args) => {
+            init_tracing("warn");
+            replay_cmd::run(args).await
+        }
+        Command::Record(args) => {
+            init_tracing(&args.log_level);
+            record_cmd::run(args).await
+        }
         Command::CheckConfig(args) => match config::Config::load(args.file.as_deref()) {
             Ok(config) => {
                 print!("{}", config.to_toml());
@@ -72,4 +83,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr at `level` unless RUST_LOG says otherwise.
+fn init_tracing(level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

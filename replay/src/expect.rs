@@ -6,7 +6,9 @@
 //! against the head of the queue of its kind, so a `presence_state` may
 //! arrive before or after the connection's `presence_diff`s (Phoenix races
 //! them), while everything else keeps the recorded order per connection.
-//! Different connections are independent.
+//! Different connections are independent. [`Races`] turns the
+//! `presence_state` leniency off, and observations recorded as
+//! `server_initiated` are left out unless demanded.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -41,6 +43,26 @@ pub enum Offer {
     },
 }
 
+/// Which orderings that Phoenix itself races are accepted in either order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Races {
+    /// A connection's `presence_state` may come before or after its
+    /// `presence_diff`s (and other frames) of the same action.
+    pub presence_state: bool,
+    /// The `messages` of one longpoll response may come in any order.
+    pub longpoll_batch: bool,
+}
+
+impl Default for Races {
+    /// The rules of APP.md: the presence race only.
+    fn default() -> Self {
+        Self {
+            presence_state: true,
+            longpoll_batch: false,
+        }
+    }
+}
+
 /// The outstanding expected observations of one action.
 #[derive(Debug, Default)]
 pub struct Expectations {
@@ -48,15 +70,20 @@ pub struct Expectations {
 }
 
 impl Expectations {
-    /// Builds the queues from the action's recorded observations.
-    pub fn new(expected: &[ExpectedRecv]) -> Self {
+    /// Builds the queues from the action's recorded observations. Those
+    /// marked `server_initiated` are left out unless `demand_server_initiated`.
+    pub fn new(expected: &[ExpectedRecv], races: Races, demand_server_initiated: bool) -> Self {
         let mut conns: HashMap<String, ConnQueues> = HashMap::new();
         for e in expected {
+            if e.server_initiated && !demand_server_initiated {
+                continue;
+            }
             let queues = conns.entry(e.conn.clone()).or_default();
-            let is_presence_state = match &e.expected {
-                Expected::Text(text) => normalize::is_presence_state_text(text),
-                _ => false,
-            };
+            let is_presence_state = races.presence_state
+                && match &e.expected {
+                    Expected::Text(text) => normalize::is_presence_state_text(text),
+                    _ => false,
+                };
             if is_presence_state {
                 queues.presence.push_back(e.clone());
             } else {
@@ -117,6 +144,40 @@ impl Expectations {
             },
         }
     }
+}
+
+/// What identifies a kind of server push, for accepting pushes recorded as
+/// `server_initiated`: `topic event` of a text frame (V2 array or V1
+/// object), `binary` or `closed`.
+pub fn signature_expected(e: &Expected) -> String {
+    match e {
+        Expected::Text(t) => text_signature(t),
+        Expected::Binary(_) => "binary".to_owned(),
+        Expected::Closed { .. } => "closed".to_owned(),
+    }
+}
+
+/// The [`signature_expected`] of a live observation.
+pub fn signature_observed(o: &Observed) -> String {
+    match o {
+        Observed::Text(t) => text_signature(t),
+        Observed::Binary(_) => "binary".to_owned(),
+        Observed::Closed(..) => "closed".to_owned(),
+    }
+}
+
+fn text_signature(text: &str) -> String {
+    use serde_json::Value;
+    let frame: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    let (topic, event) = match &frame {
+        Value::Array(items) if items.len() == 5 => (items[2].clone(), items[3].clone()),
+        Value::Object(map) => (
+            map.get("topic").cloned().unwrap_or(Value::Null),
+            map.get("event").cloned().unwrap_or(Value::Null),
+        ),
+        _ => (Value::Null, Value::Null),
+    };
+    format!("text {topic} {event}")
 }
 
 /// Compares one recorded observation with a live one.
@@ -197,6 +258,7 @@ mod tests {
             step,
             conn: conn.to_owned(),
             expected: Expected::Text(t.to_owned()),
+            server_initiated: false,
         }
     }
 
@@ -215,8 +277,11 @@ mod tests {
     #[test]
     fn presence_state_may_overtake_diffs() {
         let mut b = Bindings::new();
-        let mut ex =
-            Expectations::new(&[text(5, "a", REPLY), text(6, "a", DIFF), text(7, "a", STATE)]);
+        let mut ex = Expectations::new(
+            &[text(5, "a", REPLY), text(6, "a", DIFF), text(7, "a", STATE)],
+            Races::default(),
+            false,
+        );
         assert!(matches!(ex.offer("a", &live(REPLY), &mut b), Offer::Matched(e) if e.step == 5));
         assert!(
             matches!(ex.offer("a", &live(LIVE_STATE), &mut b), Offer::Matched(e) if e.step == 7)
@@ -232,10 +297,45 @@ mod tests {
     }
 
     #[test]
+    fn strict_presence_order_when_the_race_is_off() {
+        let mut b = Bindings::new();
+        let strict = Races {
+            presence_state: false,
+            longpoll_batch: false,
+        };
+        let mut ex = Expectations::new(&[text(6, "a", DIFF), text(7, "a", STATE)], strict, false);
+        match ex.offer("a", &live(LIVE_STATE), &mut b) {
+            Offer::Mismatch { expected, .. } => assert_eq!(expected.step, 6),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_initiated_observations_are_only_demanded_on_request() {
+        let mut pushed = text(3, "a", DIFF);
+        pushed.server_initiated = true;
+        let ex = Expectations::new(std::slice::from_ref(&pushed), Races::default(), false);
+        assert!(ex.is_done());
+        let ex = Expectations::new(&[pushed], Races::default(), true);
+        assert!(!ex.is_done());
+        assert_eq!(
+            signature_observed(&live(LIVE_DIFF)),
+            signature_expected(&Expected::Text(DIFF.to_owned()))
+        );
+        assert_ne!(
+            signature_observed(&live(LIVE_STATE)),
+            signature_expected(&Expected::Text(DIFF.to_owned()))
+        );
+    }
+
+    #[test]
     fn other_frames_keep_recorded_order_per_conn() {
         let mut b = Bindings::new();
-        let mut ex =
-            Expectations::new(&[text(1, "a", REPLY), text(2, "a", DIFF), text(3, "b", REPLY)]);
+        let mut ex = Expectations::new(
+            &[text(1, "a", REPLY), text(2, "a", DIFF), text(3, "b", REPLY)],
+            Races::default(),
+            false,
+        );
         // Conns interleave freely.
         assert!(matches!(
             ex.offer("b", &live(REPLY), &mut b),
@@ -267,8 +367,9 @@ mod tests {
                 code,
                 reason: "ignored".to_owned(),
             },
+            server_initiated: false,
         };
-        let mut ex = Expectations::new(&[closed(Some(1000))]);
+        let mut ex = Expectations::new(&[closed(Some(1000))], Races::default(), false);
         assert!(matches!(
             ex.offer(
                 "a",
@@ -277,7 +378,7 @@ mod tests {
             ),
             Offer::Matched(_)
         ));
-        let mut ex = Expectations::new(&[closed(None)]);
+        let mut ex = Expectations::new(&[closed(None)], Races::default(), false);
         assert!(matches!(
             ex.offer("a", &Observed::Closed(Some(1000), String::new()), &mut b),
             Offer::Mismatch { .. }
@@ -295,8 +396,9 @@ mod tests {
             step: 1,
             conn: "a".to_owned(),
             expected: Expected::Binary(vec![2, 3]),
+            server_initiated: false,
         };
-        let mut ex = Expectations::new(std::slice::from_ref(&e));
+        let mut ex = Expectations::new(std::slice::from_ref(&e), Races::default(), false);
         assert!(matches!(
             ex.offer("a", &Observed::Binary(vec![2, 4]), &mut b),
             Offer::Mismatch { .. }

@@ -7,26 +7,61 @@
 //! rewritten to placeholders numbered by first appearance; the bijection is
 //! the same check without rewriting. A failed comparison leaves the
 //! bijection untouched.
+//!
+//! [`MatchRules`] carries what the user adds: more keys normalised like
+//! `phx_ref`, keys whose values are not compared at all, and whether a
+//! longpoll response's messages may come in any order.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 /// Object keys whose string values are normalised wherever they appear.
 pub const REF_KEYS: [&str; 2] = ["phx_ref", "phx_ref_prev"];
 
+/// User-named normalisation on top of the built-in rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MatchRules {
+    /// Object keys whose string values go through the bijection, like `phx_ref`.
+    pub normalise_keys: Vec<String>,
+    /// Object keys whose values are not compared (the key must still be there).
+    pub ignore_keys: Vec<String>,
+    /// The `messages` of one longpoll response may come in any order.
+    pub longpoll_batch_any_order: bool,
+}
+
+impl MatchRules {
+    fn is_ref_key(&self, key: &str) -> bool {
+        REF_KEYS.contains(&key) || self.normalise_keys.iter().any(|k| k == key)
+    }
+
+    fn is_ignored(&self, key: &str) -> bool {
+        self.ignore_keys.iter().any(|k| k == key)
+    }
+}
+
 /// The bijection between recorded and live non-deterministic values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Bindings {
     forward: HashMap<String, (String, usize)>,
     backward: HashMap<String, String>,
+    rules: Arc<MatchRules>,
 }
 
 impl Bindings {
     /// An empty bijection.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty bijection that also applies `rules`.
+    pub fn with_rules(rules: Arc<MatchRules>) -> Self {
+        Self {
+            rules,
+            ..Self::default()
+        }
     }
 
     /// Pairs `recorded` with `live`, or checks an existing pairing.
@@ -131,8 +166,11 @@ fn match_value(
             for (key, ev) in e {
                 let Some(gv) = g.get(key) else { continue };
                 let sub = format!("{path}.{key}");
+                if bindings.rules.is_ignored(key) {
+                    continue;
+                }
                 match (ev, gv) {
-                    (Value::String(es), Value::String(gs)) if REF_KEYS.contains(&key.as_str()) => {
+                    (Value::String(es), Value::String(gs)) if bindings.rules.is_ref_key(key) => {
                         bindings.bind(es, gs).map_err(|d| diff(&sub, d))?;
                     }
                     _ => match_value(ev, gv, bindings, &sub)?,
@@ -261,6 +299,10 @@ pub fn match_http_body(
                         format!("expected {} messages, got {}", es.len(), gs.len()),
                     ));
                 }
+                if scratch.rules.longpoll_batch_any_order {
+                    match_messages_any_order(es, gs, &mut scratch, &path)?;
+                    continue;
+                }
                 for (i, (em, gm)) in es.iter().zip(gs).enumerate() {
                     let sub = format!("{path}[{i}]");
                     let (Value::String(et), Value::String(gt)) = (em, gm) else {
@@ -276,6 +318,44 @@ pub fn match_http_body(
         }
     }
     *bindings = scratch;
+    Ok(())
+}
+
+/// Matches each recorded longpoll message with the first live one of the
+/// batch that is still free and equal to it.
+fn match_messages_any_order(
+    expected: &[Value],
+    got: &[Value],
+    bindings: &mut Bindings,
+    path: &str,
+) -> Result<(), Difference> {
+    let mut free: Vec<Option<&str>> = got.iter().map(Value::as_str).collect();
+    for (i, em) in expected.iter().enumerate() {
+        let Some(et) = em.as_str() else {
+            return Err(diff(&format!("{path}[{i}]"), "not a string".to_owned()));
+        };
+        let mut first_difference = None;
+        let found = free.iter_mut().find_map(|slot| {
+            let gt = (*slot)?;
+            match match_text(et, gt, bindings) {
+                Ok(()) => {
+                    *slot = None;
+                    Some(())
+                }
+                Err(d) => {
+                    first_difference.get_or_insert(d);
+                    None
+                }
+            }
+        });
+        if found.is_none() {
+            let detail = first_difference.map_or_else(
+                || "no live message left".to_owned(),
+                |d| format!("no live message of the batch matches (first: {d})"),
+            );
+            return Err(diff(&format!("{path}[{i}]"), detail));
+        }
+    }
     Ok(())
 }
 
@@ -463,6 +543,42 @@ mod tests {
         let live_bad = r#"{"messages":["[\"1\",\"1\",\"t\",\"phx_reply\",{\"response\":{\"phx_ref\":\"Z\"},\"status\":\"error\"}]"],"status":200,"token":"live/tok+en="}"#;
         let d = match_http_body(rec, live_bad, &mut b).expect_err("differs");
         assert_eq!(d.path, "$.messages[0][4].status");
+    }
+
+    #[test]
+    fn user_named_keys_are_normalised_or_ignored() {
+        let rules = Arc::new(MatchRules {
+            normalise_keys: vec!["id".to_owned()],
+            ignore_keys: vec!["at".to_owned()],
+            longpoll_batch_any_order: false,
+        });
+        let mut b = Bindings::with_rules(rules);
+        let e: Value = serde_json::from_str(r#"{"id":"r1","at":1,"x":{"id":"r1"}}"#).expect("json");
+        let g: Value = serde_json::from_str(r#"{"id":"L9","at":2,"x":{"id":"L9"}}"#).expect("json");
+        assert!(match_json(&e, &g, &mut b).is_ok());
+        let g2: Value =
+            serde_json::from_str(r#"{"id":"L9","at":2,"x":{"id":"L8"}}"#).expect("json");
+        assert!(match_json(&e, &g2, &mut Bindings::new()).is_err());
+        assert!(match_json(&e, &g, &mut Bindings::new()).is_err());
+        let g3: Value = serde_json::from_str(r#"{"id":"L9","x":{"id":"L9"}}"#).expect("json");
+        assert!(
+            match_json(&e, &g3, &mut b).is_err(),
+            "an ignored key must still be present"
+        );
+    }
+
+    #[test]
+    fn longpoll_batch_order_only_when_allowed() {
+        let rec = r#"{"status":200,"token":"T","messages":["[null,\"1\",\"r\",\"phx_reply\",{}]","[null,\"2\",\"r\",\"phx_reply\",{}]"]}"#;
+        let live = r#"{"status":200,"token":"T","messages":["[null,\"2\",\"r\",\"phx_reply\",{}]","[null,\"1\",\"r\",\"phx_reply\",{}]"]}"#;
+        assert!(match_http_body(rec, live, &mut Bindings::new()).is_err());
+        let rules = Arc::new(MatchRules {
+            longpoll_batch_any_order: true,
+            ..MatchRules::default()
+        });
+        assert!(match_http_body(rec, live, &mut Bindings::with_rules(Arc::clone(&rules))).is_ok());
+        let other = r#"{"status":200,"token":"T","messages":["[null,\"2\",\"r\",\"phx_reply\",{}]","[null,\"3\",\"r\",\"phx_reply\",{}]"]}"#;
+        assert!(match_http_body(rec, other, &mut Bindings::with_rules(rules)).is_err());
     }
 
     #[test]

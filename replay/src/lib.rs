@@ -1,4 +1,4 @@
-//! Transcript replay runner.
+//! `fawkes-replay`: Phoenix Channels transcripts and what is done with them.
 //!
 //! Replays the recorded Phoenix transcripts (`shared/conformance/`, format and
 //! rules in its `APP.md`) against any server speaking the Phoenix Channels
@@ -10,11 +10,15 @@
 //! - [`expect`]: per-connection expectation queues;
 //! - [`ws`] / [`http`]: the client transports;
 //! - [`runner`]: replaying one transcript;
-//! - [`report`]: running many and printing the results.
+//! - [`report`]: running many and printing the results;
+//! - [`record`]: the recording proxy that writes transcripts;
+//! - [`equivalence`]: whether two transcripts record the same conversation.
 
+pub mod equivalence;
 pub mod expect;
 pub mod http;
 pub mod normalize;
+pub mod record;
 pub mod report;
 pub mod runner;
 pub mod transcript;
@@ -23,6 +27,6 @@ pub mod ws;
 #[cfg(test)]
 mod tests;
 
-pub use report::{collect, run_files, Summary};
+pub use report::{collect, run_files, run_files_with_context, Summary};
 pub use runner::{run_transcript, Failure, RunConfig};
 pub use transcript::Transcript;

@@ -1,12 +1,21 @@
-//! The transcript file format (see `shared/conformance/APP.md`) and its
-//! grouping into actions, each with the observations recorded after it.
+//! The transcript file format (see `shared/conformance/APP.md`), read and
+//! written, and its grouping into actions, each with the observations
+//! recorded after it.
+//!
+//! Two optional step markers extend the format for recorded traffic (see
+//! `docs/migrating.md`): `"pipelined": true` on an action means the client
+//! performed it before the previous action's answers settled (replay performs
+//! both before collecting their observations), and `"server_initiated": true`
+//! on a `recv` means the server pushed it on its own (replay accepts it but
+//! does not demand it).
 
 use std::fmt;
 use std::path::Path;
 
 use base64::Engine as _;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A transcript could not be read or does not follow the format.
 #[derive(Debug, thiserror::Error)]
@@ -33,18 +42,18 @@ pub enum TranscriptError {
 }
 
 /// One recorded scenario.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Transcript {
     /// Scenario name.
     pub scenario: String,
     /// What the scenario shows.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// The versions of the recording server.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub server: serde_json::Value,
     /// The settle window in milliseconds (default 300).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_ms: Option<u64>,
     /// The steps as recorded.
     pub steps: Vec<RawStep>,
@@ -57,6 +66,27 @@ impl Transcript {
     /// Parses a transcript from JSON text.
     pub fn from_json(text: &str) -> Result<Self, TranscriptError> {
         Ok(serde_json::from_str(text)?)
+    }
+
+    /// The transcript as pretty JSON, one step per line as in the recordings.
+    pub fn to_json(&self) -> Result<String, TranscriptError> {
+        let mut head = self.clone();
+        head.steps.clear();
+        let head = serde_json::to_string_pretty(&head)?;
+        let Some(open) = head.rfind("\"steps\": []") else {
+            return Ok(serde_json::to_string_pretty(self)?);
+        };
+        let mut out = String::with_capacity(head.len() + self.steps.len() * 96);
+        out.push_str(&head[..open]);
+        out.push_str("\"steps\": [");
+        for (i, step) in self.steps.iter().enumerate() {
+            out.push_str(if i == 0 { "\n  " } else { ",\n  " });
+            out.push_str(&serde_json::to_string(step)?);
+        }
+        out.push_str("\n ]");
+        out.push_str(&head[open + "\"steps\": []".len()..]);
+        out.push('\n');
+        Ok(out)
     }
 
     /// Reads and parses a transcript file.
@@ -96,6 +126,7 @@ impl Transcript {
                         step,
                         conn: conn.clone(),
                         expected: expected.clone(),
+                        server_initiated: self.steps[step].server_initiated,
                     });
                     i += 1;
                     continue;
@@ -165,6 +196,7 @@ impl Transcript {
                 step,
                 kind,
                 expect: Vec::new(),
+                pipelined: self.steps[step].pipelined && !actions.is_empty(),
             });
         }
         Ok(actions)
@@ -180,84 +212,98 @@ fn step_err(step: usize, message: &str) -> TranscriptError {
 
 /// A step as it appears in the file: an object with an optional `conn` and
 /// exactly one of the other keys.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStep {
     /// The connection the step concerns.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conn: Option<String>,
     /// Open a websocket.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<RawConnect>,
     /// The handshake's HTTP status.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected: Option<RawConnected>,
     /// Send one frame.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send: Option<RawFrame>,
     /// A frame or close the server sent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recv: Option<RawRecv>,
     /// Client close.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close: Option<RawClose>,
     /// An HTTP request.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpRequestSpec>,
     /// The response to the preceding HTTP request.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_response: Option<RawHttpResponse>,
     /// Wait this long.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep_ms: Option<u64>,
+    /// On an action: performed before the previous action's answers settled.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub pipelined: bool,
+    /// On a `recv`: pushed by the server on its own; accepted, not demanded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub server_initiated: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// `connect` payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawConnect {
     /// Path of the websocket endpoint, e.g. `/socket/websocket`.
     pub path: String,
     /// Query parameters, in file order.
-    #[serde(default, deserialize_with = "ordered_pairs")]
+    #[serde(
+        default,
+        deserialize_with = "ordered_pairs",
+        serialize_with = "pairs_as_object"
+    )]
     pub query: Vec<(String, String)>,
 }
 
 /// `connected` payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawConnected {
     /// HTTP status of the handshake (101, or the refusal status).
     pub status: u16,
 }
 
 /// `send` payload: exactly one of `text` / `binary_b64`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFrame {
     /// A text frame.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A binary frame, base64.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_b64: Option<String>,
 }
 
 /// `recv` payload: exactly one of `text` / `binary_b64` / `closed`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRecv {
     /// A text frame.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// A binary frame, base64.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_b64: Option<String>,
     /// The server closed the connection.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<RawClosed>,
 }
 
 /// `closed` payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawClosed {
     /// The close code; `null` when the TCP connection dropped without a close frame.
     #[serde(default)]
@@ -268,30 +314,34 @@ pub struct RawClosed {
 }
 
 /// `close` payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawClose {
     /// The close code to send (default 1000).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
 }
 
 /// An HTTP request as recorded.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct HttpRequestSpec {
     /// The method, e.g. `POST`.
     pub method: String,
     /// Path and query.
     pub path: String,
     /// Request headers, in file order.
-    #[serde(default, deserialize_with = "ordered_pairs")]
+    #[serde(
+        default,
+        deserialize_with = "ordered_pairs",
+        serialize_with = "pairs_as_object"
+    )]
     pub headers: Vec<(String, String)>,
     /// The request body (empty when absent).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body: String,
 }
 
 /// `http_response` payload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RawHttpResponse {
     /// The HTTP status.
     pub status: u16,
@@ -483,6 +533,8 @@ pub struct ExpectedRecv {
     pub conn: String,
     /// What is expected.
     pub expected: Expected,
+    /// Pushed by the server on its own: accepted when it arrives, not demanded.
+    pub server_initiated: bool,
 }
 
 /// What an action does.
@@ -535,6 +587,20 @@ pub struct Action {
     pub kind: ActionKind,
     /// What the server sent after it, in recorded order.
     pub expect: Vec<ExpectedRecv>,
+    /// Performed right after the previous action, before its answers settled.
+    pub pipelined: bool,
+}
+
+/// Serializes `(key, value)` pairs as a JSON object in their order.
+fn pairs_as_object<S: Serializer>(
+    pairs: &[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let mut map = serializer.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
 }
 
 /// Deserializes a JSON object of scalars into `(key, value)` pairs, keeping

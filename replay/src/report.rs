@@ -1,9 +1,12 @@
 //! Running a set of transcript files and reporting one line per transcript,
-//! then the `N passed, M failed` summary.
+//! then the `N passed, M failed` summary. On request, a failure is followed
+//! by the transcript steps leading to it (the context of the first
+//! difference).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::expect::shorten;
 use super::runner::{run_transcript, RunConfig};
 use super::transcript::Transcript;
 
@@ -82,10 +85,46 @@ impl Summary {
 
 /// Replays one transcript file; `Err` carries the one-line failure reason.
 pub async fn replay_file(path: &Path, config: &RunConfig) -> Result<(), String> {
-    let transcript = Transcript::load(path).map_err(|e| e.to_string())?;
-    run_transcript(&transcript, config)
+    replay_file_with_context(path, config, 0)
         .await
-        .map_err(|e| e.to_string().replace(['\n', '\r'], " "))
+        .map_err(|(reason, _)| reason)
+}
+
+/// Replays one transcript file; `Err` carries the one-line failure reason
+/// and up to `context` recorded steps before the failing one, and that one,
+/// rendered one per line.
+pub async fn replay_file_with_context(
+    path: &Path,
+    config: &RunConfig,
+    context: usize,
+) -> Result<(), (String, Vec<String>)> {
+    let transcript = Transcript::load(path).map_err(|e| (e.to_string(), Vec::new()))?;
+    run_transcript(&transcript, config).await.map_err(|e| {
+        let reason = e.to_string().replace(['\n', '\r'], " ");
+        let lines = match e.step() {
+            Some(step) if context > 0 => context_lines(&transcript, step, context),
+            _ => Vec::new(),
+        };
+        (reason, lines)
+    })
+}
+
+/// The steps `step - context ..= step` of `transcript`, one per line, the
+/// failing one marked with `>`.
+pub fn context_lines(transcript: &Transcript, step: usize, context: usize) -> Vec<String> {
+    let first = step.saturating_sub(context);
+    transcript
+        .steps
+        .iter()
+        .enumerate()
+        .skip(first)
+        .take(step + 1 - first)
+        .map(|(i, raw)| {
+            let text = serde_json::to_string(raw).unwrap_or_default();
+            let mark = if i == step { '>' } else { ' ' };
+            format!("  {mark} step {i}: {}", shorten(&text))
+        })
+        .collect()
 }
 
 /// Replays `files` in order, writing `PASS name` / `FAIL name: reason` per
@@ -95,17 +134,31 @@ pub async fn run_files<W: Write>(
     config: &RunConfig,
     out: &mut W,
 ) -> std::io::Result<Summary> {
+    run_files_with_context(files, config, 0, out).await
+}
+
+/// [`run_files`], where each `FAIL` line is followed by up to `context`
+/// recorded steps before the failing step, and that step (marked `>`).
+pub async fn run_files_with_context<W: Write>(
+    files: &[PathBuf],
+    config: &RunConfig,
+    context: usize,
+    out: &mut W,
+) -> std::io::Result<Summary> {
     let mut summary = Summary::default();
     for path in files {
         let name = display_name(path);
-        match replay_file(path, config).await {
+        match replay_file_with_context(path, config, context).await {
             Ok(()) => {
                 summary.passed += 1;
                 writeln!(out, "PASS {name}")?;
             }
-            Err(reason) => {
+            Err((reason, lines)) => {
                 summary.failed += 1;
                 writeln!(out, "FAIL {name}: {reason}")?;
+                for line in lines {
+                    writeln!(out, "{line}")?;
+                }
             }
         }
         out.flush()?;
@@ -126,6 +179,23 @@ mod tests {
         assert!(is_excluded(Path::new("longpoll_basic.json"), &ex));
         assert!(!is_excluded(Path::new("/presence_/echo.json"), &ex));
         assert_eq!(display_name(Path::new("/a/b/echo.json")), "echo");
+    }
+
+    #[test]
+    fn context_shows_the_steps_before_the_failing_one() {
+        let t = Transcript::from_json(
+            r#"{"scenario":"x","steps":[{"sleep_ms":1},{"sleep_ms":2},{"sleep_ms":3},{"sleep_ms":4}]}"#,
+        )
+        .expect("parses");
+        let lines = context_lines(&t, 2, 1);
+        assert_eq!(
+            lines,
+            [
+                "    step 1: {\"sleep_ms\":2}",
+                "  > step 2: {\"sleep_ms\":3}"
+            ]
+        );
+        assert_eq!(context_lines(&t, 0, 3).len(), 1);
     }
 
     #[test]

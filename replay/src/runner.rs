@@ -4,16 +4,24 @@
 //! server sends (on all connections of the transcript) until every recorded
 //! observation of that action has matched, failing on the first difference,
 //! on anything unexpected, or when the deadline passes; then it requires the
-//! connections to stay quiet for the settle window.
+//! connections to stay quiet for the settle window. Actions marked
+//! `pipelined` are performed together with the action before them, and
+//! their observations collected together. Observations recorded as
+//! `server_initiated` are accepted whenever one of that kind arrives on
+//! that connection, but not demanded (unless the config says so).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use super::expect::{describe_expected, describe_observed, shorten, Expectations, Offer};
+use super::expect::{
+    describe_expected, describe_observed, shorten, signature_expected, signature_observed,
+    Expectations, Offer, Races,
+};
 use super::http::{self, BaseUrl, HttpError};
-use super::normalize::{self, encode_uri_component, Bindings, Difference, TokenMap};
+use super::normalize::{self, encode_uri_component, Bindings, Difference, MatchRules, TokenMap};
 use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
 use super::ws::{self, Connected, Observation, WsConn, WsError};
 
@@ -32,6 +40,13 @@ pub struct RunConfig {
     pub http_timeout: Duration,
     /// Pause after closing a transcript's connections.
     pub cleanup_pause: Duration,
+    /// Orderings that Phoenix races, accepted either way.
+    pub races: Races,
+    /// Keys the user names for normalisation (the longpoll batch flag is
+    /// taken from `races`).
+    pub rules: MatchRules,
+    /// Demand observations recorded as `server_initiated` like any other.
+    pub demand_server_initiated: bool,
 }
 
 impl RunConfig {
@@ -44,6 +59,9 @@ impl RunConfig {
             connect_timeout: Duration::from_secs(5),
             http_timeout: Duration::from_secs(30),
             cleanup_pause: Duration::from_millis(150),
+            races: Races::default(),
+            rules: MatchRules::default(),
+            demand_server_initiated: false,
         }
     }
 }
@@ -168,6 +186,26 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// The transcript step the failure is about, when there is one.
+    pub fn step(&self) -> Option<usize> {
+        match self {
+            Self::Transcript(TranscriptError::Step { step, .. }) => Some(*step),
+            Self::Transcript(_) => None,
+            Self::HandshakeStatus { step, .. }
+            | Self::Connect { step, .. }
+            | Self::NotOpen { step, .. }
+            | Self::Send { step, .. }
+            | Self::Http { step, .. }
+            | Self::HttpStatus { step, .. }
+            | Self::HttpBody { step, .. }
+            | Self::Mismatch { step, .. }
+            | Self::Missing { step, .. } => Some(*step),
+            Self::Unexpected { after_step, .. } => Some(*after_step),
+        }
+    }
+}
+
 /// Replays `transcript`, closing its connections afterwards.
 pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Result<(), Failure> {
     let plan = transcript.plan()?;
@@ -175,6 +213,17 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         .settle_override
         .unwrap_or_else(|| Duration::from_millis(transcript.settle_ms()));
     let (tx, rx) = mpsc::unbounded_channel();
+    let tolerated = if config.demand_server_initiated {
+        HashSet::new()
+    } else {
+        plan.iter()
+            .flat_map(|a| a.expect.iter())
+            .filter(|e| e.server_initiated)
+            .map(|e| (e.conn.clone(), signature_expected(&e.expected)))
+            .collect()
+    };
+    let mut rules = config.rules.clone();
+    rules.longpoll_batch_any_order = config.races.longpoll_batch;
     let mut session = Session {
         config,
         settle,
@@ -182,15 +231,19 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         tx,
         rx,
         pending: VecDeque::new(),
-        bindings: Bindings::new(),
+        bindings: Bindings::with_rules(Arc::new(rules)),
         tokens: TokenMap::new(),
+        tolerated,
     };
     let mut result = Ok(());
-    for action in &plan {
-        if let Err(failure) = session.run_action(action).await {
+    let mut start = 0;
+    while start < plan.len() {
+        let end = start + 1 + plan[start + 1..].iter().take_while(|a| a.pipelined).count();
+        if let Err(failure) = session.run_group(&plan[start..end]).await {
             result = Err(failure);
             break;
         }
+        start = end;
     }
     session.cleanup().await;
     result
@@ -206,14 +259,33 @@ struct Session<'a> {
     pending: VecDeque<Observation>,
     bindings: Bindings,
     tokens: TokenMap,
+    /// `(conn, signature)` of the pushes recorded as server-initiated.
+    tolerated: HashSet<(String, String)>,
 }
 
 impl Session<'_> {
-    async fn run_action(&mut self, action: &Action) -> Result<(), Failure> {
-        let mut last_step = action.step;
-        self.perform(action, &mut last_step).await?;
+    fn is_tolerated(&self, obs: &Observation) -> bool {
+        !self.tolerated.is_empty()
+            && self
+                .tolerated
+                .contains(&(obs.conn.clone(), signature_observed(&obs.what)))
+    }
+
+    /// Performs the actions of a group (one action and those pipelined
+    /// after it), then collects their observations.
+    async fn run_group(&mut self, group: &[Action]) -> Result<(), Failure> {
+        let mut last_step = group.first().map_or(0, |a| a.step);
+        for action in group {
+            self.perform(action, &mut last_step).await?;
+            last_step = last_step.max(action.step);
+        }
         let done = Instant::now();
-        let mut expectations = Expectations::new(&action.expect);
+        let expected: Vec<_> = group.iter().flat_map(|a| a.expect.clone()).collect();
+        let mut expectations = Expectations::new(
+            &expected,
+            self.config.races,
+            self.config.demand_server_initiated,
+        );
         let deadline = done + self.config.frame_deadline;
         let mut last_arrival = done;
         while !expectations.is_done() {
@@ -236,6 +308,7 @@ impl Session<'_> {
                     last_step = last_step.max(e.step);
                     last_arrival = last_arrival.max(obs.at);
                 }
+                Offer::Unexpected | Offer::Mismatch { .. } if self.is_tolerated(&obs) => {}
                 Offer::Unexpected => {
                     return Err(Failure::Unexpected {
                         after_step: last_step,
@@ -259,11 +332,13 @@ impl Session<'_> {
         }
         // Quiet period: nothing more may arrive within the settle window.
         let quiet_until = last_arrival + self.settle;
-        if let Some(obs) = self.next_observation(quiet_until).await {
+        while let Some(obs) = self.next_observation(quiet_until).await {
             if obs.at > quiet_until {
                 // Arrived just after the window: it belongs to the next action.
                 self.pending.push_front(obs);
-            } else {
+                break;
+            }
+            if !self.is_tolerated(&obs) {
                 return Err(Failure::Unexpected {
                     after_step: last_step,
                     conn: obs.conn,
