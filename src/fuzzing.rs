@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::session::Services;
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
 use crate::session::InFrame;
+use crate::session::Services;
 use crate::{
     Channel, ChannelSocket, Connected, HandleResult, JoinResult, Payload, Reply, Serializer,
     Socket, SocketOptions, StopReason,
