@@ -282,13 +282,8 @@ describe("fawkes serve: chat rooms", () => {
     await eventually("the LongPoll client to see its session end", () => lpErrors.length >= 1, 5000)
   })
 
-  // KNOWN BROKEN (marked todo, so it runs and reports but does not fail the
-  // suite): README promises "websockets close with 1012", but the binary
-  // sometimes exits before an upgraded websocket's task has written its close
-  // frame (websocket connections are spawned outside the endpoint's shutdown
-  // tracker), and the client sees 1006. Remove `todo` once shutdown waits for
-  // websocket connections.
-  it("SIGTERM: websocket clients are closed with 1012", {timeout: 20000, todo: "the process can exit before the 1012 close frame is written (client sees 1006)"}, async () => {
+  // README: "every websocket gets a 1012 close frame before the process exits".
+  it("SIGTERM: websocket clients are closed with 1012", {timeout: 20000}, async () => {
     const own = await startFawkes()
     const ws = newSocket(own, {params: {user: "ws"}, reconnectAfterMs: () => 60000})
     const wsCloses = []
