@@ -44,6 +44,7 @@ fn start(redis: &RedisServer, name: &str) -> Node {
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .env("FAWKES_SECRET_KEY_BASE", "a secret the test's nodes share")
+        .env("FAWKES_API_SECRET", API_SECRET)
         .env_remove("FAWKES_REDIS_URL")
         .env_remove("FAWKES_NODE_NAME")
         .stdout(Stdio::piped())
@@ -68,12 +69,15 @@ fn start(redis: &RedisServer, name: &str) -> Node {
     }
 }
 
+/// The bearer secret `POST /api/broadcast` needs (closed by default).
+const API_SECRET: &str = "the test's api secret";
+
 async fn http(port: u16, method: &str, path: &str, body: &str) -> Value {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_SECRET}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await.expect("write");
