@@ -103,17 +103,17 @@ pub(crate) async fn upgrade(
                             )
                             .await
                         };
-                        let connection =
-                            connection::run(ws, socket, &shared, serializer, connected);
-                        shared.tasks.spawn(with_permit(connection, permit));
+                        shared.tasks.spawn(connection::run(
+                            ws, socket, &shared, serializer, connected, permit,
+                        ));
                     }
                     Err(upgraded) => {
                         let io = TokioIo::new(upgraded);
                         let ws =
                             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                        let connection =
-                            connection::run(ws, socket, &shared, serializer, connected);
-                        shared.tasks.spawn(with_permit(connection, permit));
+                        shared.tasks.spawn(connection::run(
+                            ws, socket, &shared, serializer, connected, permit,
+                        ));
                     }
                 }
             }
@@ -135,15 +135,6 @@ pub(crate) async fn upgrade(
         );
     }
     response
-}
-
-/// Run `connection`, holding its place in the connection limits until it ends.
-async fn with_permit(
-    connection: impl std::future::Future<Output = ()>,
-    permit: Option<Arc<ConnectionPermit>>,
-) {
-    connection.await;
-    drop(permit);
 }
 
 /// The `Sec-WebSocket-Accept` value, if the request is a valid upgrade.
