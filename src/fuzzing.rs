@@ -105,6 +105,7 @@ fn harness() -> &'static Harness {
                 pubsub,
                 presence: Some(presence),
                 shutdown: CancellationToken::new(),
+                drain: Default::default(),
                 tasks: TaskTracker::new(),
             },
         }

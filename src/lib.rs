@@ -12,6 +12,7 @@ pub mod endpoint;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod metrics;
 pub mod presence;
 pub mod pubsub;
 pub mod session;

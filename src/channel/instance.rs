@@ -114,6 +114,7 @@ impl<C> Drop for Instance<C> {
         let session = &self.socket.session;
         if let Some(id) = self.socket.subscription.take() {
             session.pubsub.unsubscribe(&self.socket.topic, id);
+            session.pubsub.counters().channel_unsubscribed();
         }
         if let Some(presence) = &session.presence {
             presence.untrack_owner(self.socket.presence_owner());
@@ -140,6 +141,7 @@ impl<C: Channel> AnyChannel for Instance<C> {
             },
         );
         self.socket.subscription = Some(id);
+        session.pubsub.counters().channel_subscribed();
     }
 
     fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled> {
@@ -240,8 +242,9 @@ impl<C: Channel> Instance<C> {
     /// Reply to the message being handled; a message without a ref gets none.
     fn reply(&self, reply: Reply) {
         if let Some(handle) = self.socket.reply_handle() {
-            if let Err(error) = handle.reply(reply) {
-                tracing::warn!(topic = %self.socket.topic, %error, "reply not sent");
+            match handle.reply(reply) {
+                Ok(()) => self.socket.session.pubsub.counters().message_out(),
+                Err(error) => tracing::warn!(topic = %self.socket.topic, %error, "reply not sent"),
             }
         }
     }

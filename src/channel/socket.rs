@@ -109,6 +109,7 @@ impl ChannelSocket {
             payload,
         })?;
         self.session.outbound.deliver(frame.into())?;
+        self.session.pubsub.counters().message_out();
         Ok(())
     }
 

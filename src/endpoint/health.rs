@@ -39,6 +39,7 @@ mod tests {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),
+            drain: Default::default(),
             tasks: TaskTracker::new(),
         };
         let status = |path| answer(path, &shared).map(|r| r.status());

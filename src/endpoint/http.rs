@@ -22,6 +22,9 @@ pub(super) async fn dispatch(
             return Ok(answer);
         }
     }
+    if let Some(answer) = super::metrics::answer(&path, req.headers(), &inner) {
+        return Ok(answer);
+    }
     for (mount, socket) in &inner.sockets {
         let Some(transport) = path.strip_prefix(mount.as_str()) else {
             continue;

@@ -7,6 +7,7 @@ mod body;
 mod health;
 pub(crate) mod http;
 pub(crate) mod limits;
+mod metrics;
 mod query;
 
 use std::future::Future;
@@ -24,11 +25,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use crate::session::DrainOptions;
 pub use api::{handle_broadcast, json};
 pub use bearer::{BearerSecret, BearerSecretError};
 pub use body::{read_body, BodyError};
 pub use health::{HEALTH_PATH, READY_PATH};
 pub use limits::{ConnectionRefused, HttpLimits};
+pub use metrics::{MetricsOptions, METRICS_PATH};
 pub use query::parse_query;
 
 use crate::presence::{Presence, PresenceOptions};
@@ -54,6 +57,9 @@ pub struct EndpointBuilder {
     presence: Option<PresenceOptions>,
     http_limits: HttpLimits,
     health_checks: bool,
+    metrics: MetricsOptions,
+    redis: Option<metrics::RedisStats>,
+    drain: DrainOptions,
 }
 
 impl std::fmt::Debug for EndpointBuilder {
@@ -108,6 +114,26 @@ impl EndpointBuilder {
         self
     }
 
+    /// Serve `/metrics` (off by default in the library; the `fawkes`
+    /// binary turns it on).
+    pub fn metrics(mut self, options: MetricsOptions) -> Self {
+        self.metrics = options;
+        self
+    }
+
+    /// How sessions are closed at shutdown (default: Phoenix's drainer,
+    /// [`DrainOptions::default`]).
+    pub fn drain(mut self, options: DrainOptions) -> Self {
+        self.drain = options;
+        self
+    }
+
+    /// Report this Redis link in `/metrics` (`fawkes_redis_connected`).
+    pub fn redis_stats(mut self, stats: Arc<crate::pubsub::redis::ClusterStats>) -> Self {
+        self.redis = Some(stats);
+        self
+    }
+
     /// Limits on HTTP connections (defaults: [`HttpLimits::default`]).
     pub fn http_limits(mut self, limits: HttpLimits) -> Self {
         self.http_limits = limits;
@@ -125,11 +151,15 @@ impl EndpointBuilder {
                 handler: self.handler,
                 http_limits: self.http_limits,
                 health_checks: self.health_checks,
+                metrics: self.metrics,
+                redis: self.redis,
+                drain: self.drain,
                 connections: limits::ConnectionCounter::new(self.http_limits),
                 shared: Services {
                     pubsub: self.pubsub,
                     presence,
                     shutdown: CancellationToken::new(),
+                    drain: Default::default(),
                     tasks: TaskTracker::new(),
                 },
             }),
@@ -142,6 +172,9 @@ pub(crate) struct Inner {
     pub(crate) handler: Option<Handler>,
     pub(crate) http_limits: HttpLimits,
     pub(crate) health_checks: bool,
+    pub(crate) metrics: MetricsOptions,
+    pub(crate) redis: Option<metrics::RedisStats>,
+    pub(crate) drain: DrainOptions,
     pub(crate) connections: Arc<limits::ConnectionCounter>,
     pub(crate) shared: Services,
 }
@@ -170,6 +203,9 @@ impl Endpoint {
             presence: None,
             http_limits: HttpLimits::default(),
             health_checks: true,
+            metrics: MetricsOptions::default(),
+            redis: None,
+            drain: DrainOptions::default(),
         }
     }
 
@@ -188,62 +224,103 @@ impl Endpoint {
         self.inner.connections.open()
     }
 
+    /// What `/metrics` answers now (whether or not it is served).
+    pub fn metrics_text(&self) -> String {
+        metrics::scrape(&self.inner)
+    }
+
     /// Connections refused so far by [`HttpLimits`].
     pub fn refused_connections(&self) -> u64 {
         self.inner.connections.refused()
     }
 
     /// Serve connections from `listener` until `shutdown` resolves; then
-    /// close every session (websockets with 1012, so clients reconnect
-    /// elsewhere) and wait briefly for connections to finish.
+    /// drain: stop accepting (the listener is closed, `/ready` answers 503),
+    /// close the sessions in batches as [`DrainOptions`] says (websockets
+    /// with 1012, so phoenix.js reconnects, elsewhere), and wait briefly
+    /// for connections to finish.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let tracker = self.inner.shared.tasks.clone();
-        let limits = self.inner.http_limits;
         tokio::pin!(shutdown);
         loop {
-            let accepted = tokio::select! {
+            tokio::select! {
                 _ = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
-            };
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            // Over a limit: closed at once, before any byte is read.
-            let permit = match self.inner.connections.try_open(peer.ip()) {
-                Ok(permit) => Arc::new(permit),
-                Err(refused) => {
-                    tracing::debug!(%peer, %refused, "connection refused");
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let inner = self.inner.clone();
-            tracker.spawn(async move {
-                let shutdown = inner.shared.shutdown.clone();
-                let body_timeout = body::BodyReadTimeout(limits.body_read_timeout);
-                let service = service_fn(move |mut req: HttpRequest| {
-                    // The websocket transport keeps the permit after the upgrade.
-                    req.extensions_mut().insert(permit.clone());
-                    req.extensions_mut().insert(body_timeout);
-                    http::dispatch(inner.clone(), req, peer)
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(limits.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                let ended = tokio::select! {
+                accepted = listener.accept() => self.accept(accepted).await,
+            }
+        }
+        tracing::info!("shutting down: draining sessions");
+        // From now on: `/ready` answers 503, new sessions are refused (503,
+        // phoenix.js retries), HTTP connections close after their request.
+        self.inner.shared.shutdown.cancel();
+        let counters = self.inner.shared.pubsub.counters();
+        let open = counters.connections(crate::metrics::Transport::WebSocket)
+            + counters.connections(crate::metrics::Transport::LongPoll);
+        let open = usize::try_from(open).unwrap_or(0);
+        let drain = self.inner.shared.drain.run(open, self.inner.drain);
+        tokio::pin!(drain);
+        // Still answering HTTP while draining, so `/ready` is seen as 503.
+        loop {
+            tokio::select! {
+                _ = &mut drain => break,
+                accepted = listener.accept() => self.accept(accepted).await,
+            }
+        }
+        // Stop accepting: connection attempts are refused from now on.
+        drop(listener);
+        let tracker = &self.inner.shared.tasks;
+        tracker.close();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
+        Ok(())
+    }
+
+    /// Serve one accepted connection in a tracked task of its own.
+    async fn accept(
+        &self,
+        accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    ) {
+        let limits = self.inner.http_limits;
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+        };
+        // Over a limit: closed at once, before any byte is read.
+        let permit = match self.inner.connections.try_open(peer.ip()) {
+            Ok(permit) => Arc::new(permit),
+            Err(refused) => {
+                tracing::debug!(%peer, %refused, "connection refused");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let inner = self.inner.clone();
+        self.inner.shared.tasks.spawn(async move {
+            let shutdown = inner.shared.shutdown.clone();
+            // Accepted while draining: one request, then close.
+            let keep_alive = !shutdown.is_cancelled();
+            let body_timeout = body::BodyReadTimeout(limits.body_read_timeout);
+            let service = service_fn(move |mut req: HttpRequest| {
+                // The websocket transport keeps the permit after the upgrade.
+                req.extensions_mut().insert(permit.clone());
+                req.extensions_mut().insert(body_timeout);
+                http::dispatch(inner.clone(), req, peer)
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(keep_alive)
+                .header_read_timeout(limits.header_read_timeout)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            let ended = if keep_alive {
+                tokio::select! {
                     ended = conn.as_mut() => ended,
                     _ = shutdown.cancelled() => {
                         // Finish the request in flight, then close the
@@ -251,17 +328,14 @@ impl Endpoint {
                         conn.as_mut().graceful_shutdown();
                         conn.await
                     }
-                };
-                if let Err(error) = ended {
-                    tracing::debug!(%error, "http connection ended with an error");
                 }
-            });
-        }
-        tracing::info!("shutting down");
-        self.inner.shared.shutdown.cancel();
-        tracker.close();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
-        Ok(())
+            } else {
+                conn.await
+            };
+            if let Err(error) = ended {
+                tracing::debug!(%error, "http connection ended with an error");
+            }
+        });
     }
 }
 

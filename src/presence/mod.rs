@@ -78,6 +78,12 @@ impl Presence {
         }
     }
 
+    /// Presence entries held now (this node's and, in a cluster, the
+    /// other replicas').
+    pub fn entry_count(&self) -> usize {
+        self.state().tracker.entry_count()
+    }
+
     /// This service's replica id (node `fawkes` until replication names it).
     pub fn replica(&self) -> ReplicaId {
         self.state().tracker.replica().clone()

@@ -219,6 +219,11 @@ impl Tracker {
         }
     }
 
+    /// Live entries, of every replica.
+    pub fn entry_count(&self) -> usize {
+        self.entries.values().map(BTreeMap::len).sum()
+    }
+
     /// This tracker's replica id.
     pub fn replica(&self) -> &ReplicaId {
         &self.replica

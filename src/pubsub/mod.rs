@@ -20,6 +20,8 @@ use std::sync::Arc;
 
 use fawkes_protocol::{Broadcast, Payload, Serializer};
 
+use crate::metrics::Counters;
+
 pub use adapter::{Adapter, LocalNode};
 pub(crate) use deliver::Deliver;
 pub use frame::WireFrame;
@@ -41,6 +43,9 @@ pub struct PubSub {
 struct Inner {
     registry: Registry,
     adapter: Option<Box<dyn Adapter>>,
+    /// The endpoint's counters: every session and channel holds this
+    /// pubsub, so they count here without a field of their own.
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for PubSub {
@@ -85,6 +90,7 @@ impl PubSub {
         let inner = Arc::new_cyclic(|weak| Inner {
             registry: Registry::default(),
             adapter: Some(Box::new(make(LocalNode(weak.clone())))),
+            counters: Arc::default(),
         });
         Self { inner }
     }
@@ -123,6 +129,11 @@ impl PubSub {
         self.inner.adapter.is_some()
     }
 
+    /// The counters behind `/metrics` (see [`crate::metrics`]).
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.inner.counters
+    }
+
     /// Number of subscribers of `topic` on this node.
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.inner.registry.count(topic)
@@ -153,6 +164,9 @@ impl Inner {
     fn dispatch_local(&self, broadcast: &Broadcast, from: Option<SubscriptionId>) {
         let event = broadcast.event.as_str();
         let mut encoded = EncodedOnce::new(broadcast);
+        // Counted here and added once: no shared write per subscriber.
+        let mut delivered = 0u64;
+        let mut undeliverable = 0u64;
         self.registry.for_each(&broadcast.topic, |id, subscriber| {
             if Some(id) == from {
                 return;
@@ -169,6 +183,9 @@ impl Inner {
                     } else if let Some(frame) = encoded.get(*serializer) {
                         // A full queue disconnects that client; others go on.
                         sink.deliver_frame(frame);
+                        delivered += 1;
+                    } else {
+                        undeliverable += 1;
                     }
                 }
                 Target::Socket { sink } => {
@@ -179,6 +196,10 @@ impl Inner {
                 Target::Handler(handler) => handler(broadcast),
             }
         });
+        self.counters.broadcast(delivered);
+        if undeliverable > 0 {
+            self.counters.undeliverable(undeliverable);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod context;
 mod control;
+mod drain;
 mod driver;
 mod outbound;
 mod queue;
@@ -28,6 +29,7 @@ pub use crate::pubsub::WireFrame;
 pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
+pub use drain::DrainOptions;
 pub(crate) use driver::Driver;
 pub use outbound::{Outbound, QueueError};
 pub(crate) use queue::{QueueReceiver, TryPushError};
@@ -39,6 +41,7 @@ pub(crate) use services::Services;
 use crate::channel::{
     ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, TerminateReason,
 };
+use crate::metrics::{JoinOutcome, Transport};
 use crate::pubsub::{Subscriber, SubscriptionId, Target};
 use crate::socket::{Connected, SocketConfig};
 use table::{ChannelEntry, ChannelTable, MAX_WAITING};
@@ -65,7 +68,8 @@ pub(crate) struct SessionHandle {
 /// Channel instance ids, unique in this process (also presence owners).
 static NEXT_CHANNEL_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Start a session for a client that `connect` accepted.
+/// Start a session for a client that `connect` accepted, fed through a
+/// queue (the LongPoll transport).
 pub(crate) fn start(
     socket: Arc<SocketConfig>,
     shared: &Services,
@@ -73,7 +77,8 @@ pub(crate) fn start(
     connected: Connected,
 ) -> SessionHandle {
     let (inbound_tx, inbound_rx) = mpsc::channel(socket.options.inbound_capacity);
-    let (run, outbound) = prepare(socket, shared, serializer, connected, inbound_rx);
+    let transport = Transport::LongPoll;
+    let (run, outbound) = prepare(socket, shared, serializer, connected, inbound_rx, transport);
     SessionHandle {
         inbound: inbound_tx,
         outbound,
@@ -103,7 +108,9 @@ pub(crate) fn prepare<I: InboundSource>(
     serializer: Serializer,
     connected: Connected,
     inbound: I,
+    transport: Transport,
 ) -> (Driver<I>, QueueReceiver<WireFrame>) {
+    shared.pubsub.counters().session_opened(transport);
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
     let context = SessionContext {
@@ -135,8 +142,9 @@ pub(crate) fn prepare<I: InboundSource>(
         refused_joins: 0,
         join_bucket: socket_join_rate.map(TokenBucket::new),
         message_bucket: socket_message_rate.map(TokenBucket::new),
+        transport: Some(transport),
     });
-    let driver = Driver::new(session, events, shared.shutdown.clone(), inbound);
+    let driver = Driver::new(session, events, shared.drain.session_token(), inbound);
     (driver, outbound_rx)
 }
 
@@ -158,6 +166,9 @@ pub(crate) struct Session {
     join_bucket: Option<TokenBucket>,
     /// The socket's `message_rate`, if limited.
     message_bucket: Option<TokenBucket>,
+    /// The transport, counted among the open sessions until taken at the
+    /// close (one byte, in what was padding).
+    transport: Option<Transport>,
 }
 
 impl Session {
@@ -168,12 +179,21 @@ impl Session {
             DisconnectReason::ClientClosed => tracing::debug!("session closed by client"),
             other => tracing::info!(reason = %other, "closing session"),
         }
+        if let Some(transport) = self.transport.take() {
+            let counters = self.context.pubsub.counters();
+            counters.session_closed(transport, reason.label());
+        }
         self.release();
     }
 
     /// End the channels and leave the id topic (idempotent; also run on
     /// drop, so a session future dropped mid-way leaks nothing).
     fn release(&mut self) {
+        if let Some(transport) = self.transport.take() {
+            // Dropped without a close (its task was cancelled).
+            let counters = self.context.pubsub.counters();
+            counters.session_closed(transport, "other");
+        }
         self.channels.clear(&TerminateReason::Closed);
         if let Some((topic, id)) = self.id_subscription.take() {
             self.context.pubsub.unsubscribe(&topic, id);
@@ -225,6 +245,7 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame) -> Result<(), DisconnectReason> {
+        self.context.pubsub.counters().message_in();
         if let Some(bucket) = &mut self.message_bucket {
             if !bucket.take() {
                 self.socket.limit_counters.session_rate_limited();
@@ -345,6 +366,7 @@ impl Session {
         let topic = msg.topic;
         match joined {
             Ok(Some((mut channel, JoinResult::Ok(response)))) => {
+                self.context.pubsub.counters().join(JoinOutcome::Ok);
                 // Subscribed before the reply, as Phoenix; the presence diffs
                 // the join produced go out after it.
                 channel.subscribe();
@@ -361,11 +383,13 @@ impl Session {
                 self.channels.resume(channel_id, channel);
             }
             Ok(Some((channel, JoinResult::Error(response)))) => {
+                self.context.pubsub.counters().join(JoinOutcome::Error);
                 self.reply(join_ref, msg.ref_, topic.clone(), "error", response);
                 self.close_replaced(replaced, &topic);
                 channel.socket().flush_presence();
             }
             Ok(None) | Err(_) => {
+                self.context.pubsub.counters().join(JoinOutcome::Crash);
                 let reason = Payload::Json(json!({"reason": "join crashed"}));
                 self.reply(join_ref, msg.ref_, topic.clone(), "error", reason);
                 self.close_replaced(replaced, &topic);
@@ -382,6 +406,7 @@ impl Session {
     /// not the server's: the first one of a session is logged at INFO, the
     /// rest at DEBUG, so one client repeating it cannot flood the log.
     fn join_refused(&mut self, topic: &str, reason: &str) {
+        self.context.pubsub.counters().join(JoinOutcome::Refused);
         self.refused_joins = self.refused_joins.saturating_add(1);
         let socket_id = self.socket_id();
         if self.refused_joins == 1 {
@@ -445,7 +470,9 @@ impl Session {
 
     fn queue(&self, frame: WireFrame) {
         // A full queue has already asked this session to close.
-        let _ = self.context.outbound.deliver(frame);
+        if self.context.outbound.deliver(frame).is_ok() {
+            self.context.pubsub.counters().message_out();
+        }
     }
 }
 

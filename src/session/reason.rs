@@ -33,6 +33,23 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
+    /// The `reason` label of the `fawkes_sessions_closed_total` metric.
+    pub fn label(&self) -> &'static str {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        match self {
+            DisconnectReason::ClientClosed => "client_closed",
+            DisconnectReason::IdleTimeout => "idle_timeout",
+            DisconnectReason::InvalidFrame(_) => "invalid_frame",
+            DisconnectReason::WebSocket(WsError::Capacity(_)) => "frame_too_large",
+            DisconnectReason::WebSocket(WsError::Utf8(_)) => "invalid_utf8",
+            DisconnectReason::WebSocket(_) => "websocket_protocol",
+            DisconnectReason::Disconnected => "disconnected",
+            DisconnectReason::SlowClient => "slow_client",
+            DisconnectReason::ServerShutdown => "server_shutdown",
+            DisconnectReason::RateLimited => "rate_limited",
+        }
+    }
+
     /// The websocket close code Phoenix (on Bandit) uses for this reason,
     /// or `None` when no close frame should be sent.
     pub fn close_code(&self) -> Option<u16> {

@@ -125,6 +125,11 @@ impl Fawkes {
         format!("ws://127.0.0.1:{}/socket/websocket?{query}", self.port)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
     /// Stop the server and wait for it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -35,6 +35,9 @@ pub(crate) enum StartupError {
         /// What is wrong.
         source: AuthConfigError,
     },
+    /// `[metrics]` is unusable.
+    #[error(transparent)]
+    Metrics(#[from] crate::operations::MetricsConfigError),
     /// A `webhook` section is unusable.
     #[error("socket {socket}: {source}")]
     Webhook {
@@ -60,15 +63,16 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
             "no [cluster] secret_key_base: a longpoll client must keep reaching the same node"
         );
     }
+    let mut redis_stats = None;
     let pubsub = match config.cluster.redis_options() {
         Some(options) => {
-            fawkes::pubsub::redis::start(options)
-                .map_err(ServeError::Cluster)?
-                .pubsub
+            let cluster = fawkes::pubsub::redis::start(options).map_err(ServeError::Cluster)?;
+            redis_stats = Some(cluster.stats);
+            cluster.pubsub
         }
         None => PubSub::new(),
     };
-    let endpoint = endpoint(&config, api, pubsub)?;
+    let endpoint = endpoint(&config, api, pubsub, redis_stats)?;
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -127,6 +131,7 @@ pub(crate) fn endpoint(
     config: &Config,
     api: ApiGuard,
     pubsub: PubSub,
+    redis_stats: Option<Arc<fawkes::pubsub::redis::ClusterStats>>,
 ) -> Result<Endpoint, StartupError> {
     if api.is_enabled() {
         tracing::info!("POST /api/broadcast is on (bearer secret required)");
@@ -135,8 +140,21 @@ pub(crate) fn endpoint(
             "POST /api/broadcast is off: set [api] broadcast_secret or {SECRET_ENV} to enable it"
         );
     }
+    let metrics = config
+        .metrics
+        .options(std::env::var(crate::operations::METRICS_SECRET_ENV).ok())?;
+    if metrics.enabled {
+        let guarded = if metrics.secret.is_some() {
+            " (bearer secret required)"
+        } else {
+            ""
+        };
+        tracing::info!("GET /metrics is on{guarded}");
+    }
     let mut builder = Endpoint::builder()
         .pubsub_instance(pubsub)
+        .metrics(metrics)
+        .drain(config.drain.options())
         .presence(PresenceOptions {
             batch_window: Duration::from_millis(config.presence.batch_window_ms),
         })
@@ -197,6 +215,9 @@ pub(crate) fn endpoint(
             });
         }
         builder = builder.socket(socket_config.path.clone(), socket);
+    }
+    if let Some(stats) = redis_stats {
+        builder = builder.redis_stats(stats);
     }
     let pubsub = builder.pubsub().clone();
     let static_dir = &config.server.static_dir;

@@ -65,6 +65,10 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     #[serde(default)]
     pub(crate) limits: LimitsConfig,
+    #[serde(default)]
+    pub(crate) metrics: crate::operations::MetricsConfig,
+    #[serde(default)]
+    pub(crate) drain: crate::operations::DrainConfig,
     #[serde(default, rename = "socket")]
     pub(crate) sockets: Vec<SocketConfig>,
     #[serde(default)]
@@ -408,6 +412,7 @@ impl Config {
 
     /// The mistakes that parse but cannot work, as a sentence.
     fn check(&self) -> Result<(), String> {
+        self.drain.check()?;
         if self.sockets.is_empty() {
             return Err("no socket is mounted: every [[socket]] is disabled".into());
         }

@@ -374,6 +374,7 @@ mod tests {
             pubsub: PubSub::new(),
             presence: None,
             shutdown: CancellationToken::new(),
+            drain: Default::default(),
             tasks: tokio_util::task::TaskTracker::new(),
         }
     }
@@ -457,6 +458,7 @@ mod tests {
         until_polled(&session).await;
         let started = Instant::now();
         shared.shutdown.cancel();
+        shared.drain.finish();
         let polled = tokio::time::timeout(Duration::from_secs(5), polling)
             .await
             .expect("poll woken")

@@ -52,7 +52,9 @@ pub(super) fn run<S: Io>(
         idle,
         timer: Box::pin(tokio::time::sleep(idle)),
     };
-    let (driver, outbound) = session::prepare(socket, shared, serializer, connected, inbound);
+    let transport = crate::metrics::Transport::WebSocket;
+    let (driver, outbound) =
+        session::prepare(socket, shared, serializer, connected, inbound, transport);
     Connection {
         driver,
         outbound,

@@ -40,6 +40,10 @@ pub(crate) async fn upgrade(
     if req.method() != Method::GET {
         return empty(StatusCode::BAD_REQUEST);
     }
+    if shared.shutdown.is_cancelled() {
+        // Draining: no new sessions; phoenix.js retries, elsewhere or later.
+        return empty(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let params = parse_query(req.uri().query());
     let headers = req.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
