@@ -750,12 +750,14 @@ async fn binary_frames_are_dropped_for_a_longpoll_client_and_the_session_lives_o
         Payload::Json(json!({"after": "binary"})),
     );
     // The documented outcome (src/transport/longpoll/session.rs): a
-    // longpoll client cannot receive binary frames; they are dropped.
+    // longpoll client cannot receive binary frames; they are not delivered,
+    // but counted (and logged), never dropped silently.
     let answer = poll(server.addr, &token).await;
     assert_eq!(
         answer.messages(),
         vec![json!([null, null, "room:bin", "text", {"after": "binary"}])]
     );
+    assert_eq!(pubsub.counters().undeliverable_frames(), 1);
     assert_eq!(
         post(
             server.addr,

@@ -157,3 +157,32 @@ async fn slow_clients_and_rejected_frames_are_counted() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_binary_broadcast_a_v1_client_cannot_read_is_counted_and_it_lives_on() {
+    let server = Server::start(SocketOptions::default()).await;
+    let mut v1 = Client::connect(&server.url("vsn=1.0.0")).await;
+    v1.send_json(json!({"topic": "room:v1", "event": "phx_join", "payload": {}, "ref": "1"}))
+        .await;
+    assert_eq!(v1.recv_json().await["payload"]["status"], "ok");
+    let mut v2 = Client::connect(&server.url("vsn=2.0.0")).await;
+    v2.join("room:v1", "1").await;
+    let pubsub = server.endpoint.pubsub();
+    let bytes = bytes::Bytes::from_static(&[1, 2, 3]);
+    pubsub.broadcast("room:v1", "bytes", Payload::Binary(bytes));
+    pubsub.broadcast("room:v1", "text", Payload::Json(json!({"after": "binary"})));
+    // V2 reads both; V1 only the text, and the binary one is counted.
+    assert!(matches!(
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::StreamExt::next(&mut v2.ws)
+        )
+        .await,
+        Ok(Some(Ok(Message::Binary(_))))
+    ));
+    assert_eq!(v2.recv_json().await[3], "text");
+    let text = v1.recv_json().await;
+    assert_eq!(text["event"], "text", "{text}");
+    assert_eq!(pubsub.counters().undeliverable_frames(), 1);
+    assert_eq!(pubsub.counters().deliveries(), 3);
+}

@@ -19,6 +19,7 @@ use super::{
     TerminateReason,
 };
 use crate::pubsub::{Subscriber, Target};
+use crate::session::QueueError;
 
 /// How a joined channel ended, as the client must be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,7 +245,17 @@ impl<C: Channel> Instance<C> {
         if let Some(handle) = self.socket.reply_handle() {
             match handle.reply(reply) {
                 Ok(()) => self.socket.session.pubsub.counters().message_out(),
-                Err(error) => tracing::warn!(topic = %self.socket.topic, %error, "reply not sent"),
+                Err(error) => {
+                    if matches!(error, super::PushError::Encode(_)) {
+                        self.socket.session.pubsub.counters().undeliverable(1);
+                    }
+                    if matches!(error, super::PushError::Queue(QueueError::Closed)) {
+                        // The socket stopped (a `disconnect`, or the client left).
+                        tracing::debug!(topic = %self.socket.topic, "reply not sent: socket closed");
+                    } else {
+                        tracing::warn!(topic = %self.socket.topic, %error, "reply not sent");
+                    }
+                }
             }
         }
     }

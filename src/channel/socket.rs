@@ -101,13 +101,16 @@ impl ChannelSocket {
 
     /// Push `event` with `payload` to this client only.
     pub fn push(&self, event: &str, payload: Payload) -> Result<(), PushError> {
-        let frame = self.session.serializer.encode_message(&Message {
+        let encoded = self.session.serializer.encode_message(&Message {
             join_ref: self.join_ref.clone(),
             ref_: None,
             topic: self.topic.clone(),
             event: event.to_owned(),
             payload,
-        })?;
+        });
+        // A payload this client's serializer cannot carry (binary for V1):
+        // counted, and the error goes back to the channel.
+        let frame = encoded.inspect_err(|_| self.session.pubsub.counters().undeliverable(1))?;
         self.session.outbound.deliver(frame.into())?;
         self.session.pubsub.counters().message_out();
         Ok(())

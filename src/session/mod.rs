@@ -63,6 +63,8 @@ pub(crate) struct SessionHandle {
     pub(crate) outbound: QueueReceiver<WireFrame>,
     /// Resolves with why the session ended.
     pub(crate) done: JoinHandle<DisconnectReason>,
+    /// The endpoint's counters (what the transport could not deliver).
+    pub(crate) counters: Arc<crate::metrics::Counters>,
 }
 
 /// Channel instance ids, unique in this process (also presence owners).
@@ -83,6 +85,7 @@ pub(crate) fn start(
         inbound: inbound_tx,
         outbound,
         done: tokio::spawn(run),
+        counters: shared.pubsub.counters().clone(),
     }
 }
 

@@ -104,7 +104,11 @@ impl Deliver for Link {
         }
     }
 
+    /// The socket stops at once, as Phoenix's transport does: nothing
+    /// queued after the `disconnect` (such as the reply of the very channel
+    /// callback that broadcast it) is written; what was queued before is.
     fn deliver_disconnect(&self) {
+        self.frames.seal();
         self.control.disconnect();
     }
 }

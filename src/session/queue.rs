@@ -26,6 +26,9 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     receiver_alive: bool,
+    /// Set by [`QueueSender::seal`]: no more items are taken (what is
+    /// queued is still received). In what was padding: no extra byte.
+    sealed: bool,
     /// Beside the lock: a push touches one cache line.
     capacity: usize,
 }
@@ -51,6 +54,7 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             items: VecDeque::new(),
             senders: 1,
             receiver_alive: true,
+            sealed: false,
             capacity: capacity.max(1),
         }),
         ready: AtomicWaker::new(),
@@ -99,10 +103,16 @@ impl<T> QueueSender<T> {
         self.push_within(item, true)
     }
 
+    /// Take no more items, from any sender; those already queued are still
+    /// received.
+    pub(crate) fn seal(&self) {
+        self.0.lock().sealed = true;
+    }
+
     fn push_within(&self, item: T, past_capacity: bool) -> Result<(), (TryPushError, T)> {
         let was_empty = {
             let mut state = self.0.lock();
-            if !state.receiver_alive {
+            if !state.receiver_alive || state.sealed {
                 return Err((TryPushError::Closed, item));
             }
             if !past_capacity && state.items.len() >= state.capacity {

@@ -168,6 +168,22 @@ impl Client {
         }
     }
 
+    /// Wait for the server's close frame, failing on any data frame before
+    /// it; returns its code.
+    pub async fn recv_close_strict(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("close in time")
+            {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("expected the close, got {other:?}"),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+
     /// Join `topic` with join_ref = ref = `join_ref` and check the ok reply.
     pub async fn join(&mut self, topic: &str, join_ref: &str) {
         self.send_json(json!([join_ref, join_ref, topic, "phx_join", {}]))

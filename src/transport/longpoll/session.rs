@@ -259,6 +259,7 @@ pub(super) fn register(
         inbound,
         outbound,
         done,
+        counters,
     } = handle;
     let capacity = socket.options.outbound_capacity.max(1);
     let session = Arc::new(LpSession {
@@ -277,7 +278,7 @@ pub(super) fn register(
         closed: CancellationToken::new(),
     });
     registry().insert(id, session.clone());
-    tokio::spawn(run(id, session.clone(), outbound, done, expiry));
+    tokio::spawn(run(id, session.clone(), outbound, done, expiry, counters));
     session
 }
 
@@ -300,8 +301,10 @@ async fn run(
     mut outbound: crate::session::QueueReceiver<WireFrame>,
     mut done: JoinHandle<DisconnectReason>,
     expiry: Duration,
+    counters: Arc<crate::metrics::Counters>,
 ) {
     let mut outbound_open = true;
+    let mut undeliverable = 0u64;
     let end = loop {
         let (expires_at, full) = {
             let state = session.state();
@@ -329,8 +332,21 @@ async fn run(
                     }
                     session.ready.notify_waiters();
                 }
+                // phoenix.js's LongPoll reads only text: a binary frame
+                // cannot reach this client. Counted
+                // (`fawkes_undeliverable_frames_total`) and logged: the
+                // session's first at WARN, the rest at DEBUG.
                 Some(WireFrame::Binary(_)) => {
-                    tracing::warn!("longpoll cannot carry binary frames; dropping one");
+                    counters.undeliverable(1);
+                    undeliverable += 1;
+                    if undeliverable == 1 {
+                        tracing::warn!(
+                            "binary frame not delivered: a longpoll client reads only text \
+                             (later ones of this session at DEBUG)"
+                        );
+                    } else {
+                        tracing::debug!(undeliverable, "binary frame not delivered");
+                    }
                 }
                 // Every sender is gone: the session is ending; `done` says why.
                 None => outbound_open = false,
