@@ -13,6 +13,7 @@ use std::panic::AssertUnwindSafe;
 use fawkes_protocol::Payload;
 use futures_util::FutureExt;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::{
     Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Reply, StopReason,
@@ -86,7 +87,8 @@ pub(crate) fn join<C: Channel>(
     socket: ChannelSocket,
     params: Payload,
 ) -> JoinHandle<Joined> {
-    tokio::spawn(async move {
+    let span = channel_span(&socket);
+    let run = async move {
         let mut this = Box::new(Instance { channel, socket });
         let topic = this.socket.topic.clone();
         let joining = this.channel.join(&topic, params, &mut this.socket);
@@ -99,7 +101,15 @@ pub(crate) fn join<C: Channel>(
                 None
             }
         }
-    })
+    };
+    tokio::spawn(run.instrument(span))
+}
+
+/// The span of one channel callback: its topic and instance id, inside the
+/// span of the session that runs it (socket id, transport) when there is
+/// one. Created per callback, never per broadcast delivery.
+fn channel_span(socket: &ChannelSocket) -> tracing::Span {
+    tracing::info_span!("channel", topic = %socket.topic, channel_id = socket.channel_id)
 }
 
 /// A channel value and its socket.
@@ -146,7 +156,8 @@ impl<C: Channel> AnyChannel for Instance<C> {
     }
 
     fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled> {
-        tokio::spawn(async move {
+        let span = channel_span(&self.socket);
+        let run = async move {
             let mut this = self;
             let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
             this.socket.current_ref = None;
@@ -163,7 +174,8 @@ impl<C: Channel> AnyChannel for Instance<C> {
                     Handled::crashed()
                 }
             }
-        })
+        };
+        tokio::spawn(run.instrument(span))
     }
 
     fn terminate(self: Box<Self>, reason: TerminateReason) {
@@ -175,13 +187,15 @@ impl<C: Channel> AnyChannel for Instance<C> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        runtime.spawn(async move {
+        let span = channel_span(&self.socket);
+        let run = async move {
             let mut this = self;
             let terminate = this.channel.terminate(&reason, &mut this.socket);
             if AssertUnwindSafe(terminate).catch_unwind().await.is_err() {
                 tracing::error!(topic = %this.socket.topic, "channel terminate crashed");
             }
-        });
+        };
+        runtime.spawn(run.instrument(span));
     }
 }
 

@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tracing::Instrument;
 
 use super::control::SessionEvent;
 use super::queue::QueueReceiver;
@@ -60,6 +61,8 @@ impl<I: InboundSource> Driver<I> {
         if self.ended {
             return Poll::Pending;
         }
+        let span = self.session.as_ref().map(|s| s.span());
+        let _entered = span.as_ref().map(tracing::Span::enter);
         let reason = ready!(self.poll_until_end(cx));
         self.ended = true;
         // A frame cut short drops the session with it, which releases it.
@@ -101,10 +104,14 @@ impl<I: InboundSource> Driver<I> {
             let Some(mut session) = self.session.take() else {
                 return Poll::Pending;
             };
-            self.handling = Some(Box::pin(async move {
-                let result = session.on_frame(frame).await;
-                (session, result)
-            }));
+            let span = session.span();
+            self.handling = Some(Box::pin(
+                async move {
+                    let result = session.on_frame(frame).await;
+                    (session, result)
+                }
+                .instrument(span),
+            ));
         }
     }
 }

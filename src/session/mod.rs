@@ -400,6 +400,17 @@ impl Session {
         }
     }
 
+    /// The span of this session's work (a client frame, a wake-up, the
+    /// close): its socket id and transport. Made when the session runs,
+    /// not kept: a waiting session holds no span.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "session",
+            socket_id = self.socket_id(),
+            transport = self.transport.map(Transport::label),
+        )
+    }
+
     /// The socket's id (`Connected::id`), if it has one.
     fn socket_id(&self) -> Option<&str> {
         self.id_subscription.as_ref().map(|(id, _)| id.as_str())
