@@ -77,6 +77,32 @@ pub(crate) enum Command {
     /// report round trips/s and round-trip latency (e.g. direct vs through
     /// `fawkes record`).
     Roundtrip(RoundtripArgs),
+    /// N clients join a topic on the server given by --url and
+    /// --server-pid; the bench sends that server SIGTERM, and each client,
+    /// once closed, reconnects like phoenix.js (back-off 10, 50, 100 ms
+    /// ...) to --reconnect-url and rejoins; report when the closes and the
+    /// rejoins happened after the SIGTERM, as histograms.
+    Drain(DrainArgs),
+}
+
+/// `drain` options.
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    /// Clients.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conns: usize,
+    /// Where the clients reconnect (another node; loopback only).
+    #[arg(long)]
+    pub(crate) reconnect_url: String,
+    /// Topic every client joins (with a `user` param of its own).
+    #[arg(long, default_value = "room:drain")]
+    pub(crate) topic: String,
+    /// Width of one histogram bucket, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) bucket_ms: u64,
+    /// Give up on clients not rejoined after this many seconds.
+    #[arg(long, default_value_t = 90)]
+    pub(crate) limit: u64,
 }
 
 /// `roundtrip` options.

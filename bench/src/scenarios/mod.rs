@@ -1,6 +1,7 @@
 //! The scenarios and what they share: the run environment (connector,
 //! process watches, setup concurrency) and a progress ticker on stderr.
 
+pub(crate) mod drain;
 pub(crate) mod fanout;
 pub(crate) mod floor;
 pub(crate) mod idle;
