@@ -164,7 +164,7 @@ export async function startServer(bin, argsFor, {port, label = path.basename(bin
 
 /**
  * With FAWKES_RECORD_OUT set, every server a test starts is put behind
- * `fawkes record` (its transcripts go to $FAWKES_RECORD_OUT/<label>, options
+ * `fawkes record` (its transcripts go to $FAWKES_RECORD_OUT/<label>/<port>, options
  * from FAWKES_RECORD_ARGS, split on spaces) and the tests talk to the proxy.
  * tests/js_record_replay.rs uses this to record this suite's traffic.
  */
