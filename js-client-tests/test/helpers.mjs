@@ -83,9 +83,12 @@ function canConnect(port){
 const running = new Set()
 const servers = new Set()
 const sockets = new Set()
-// Once the test file is done: disconnect every socket, then stop every server.
+// Once the test file is done: disconnect every socket (waiting, at most 2 s,
+// until each is closed, so that a recording proxy sees the closes and the
+// frames still on their way), then stop every server.
 after(async () => {
-  for(const s of sockets){ s.disconnect() }
+  await Promise.all([...sockets].map(s =>
+    within(2000, "socket to close", new Promise(resolve => s.disconnect(resolve))).catch(() => {})))
   sockets.clear()
   for(const server of servers){ await server.stop() }
   servers.clear()

@@ -59,6 +59,12 @@ pub struct Races {
     /// is a process of its own, so what two of them send to the socket
     /// (or a broadcast and a reply) races.
     pub channels: bool,
+    /// A frame that the recording places after the next action, and that
+    /// the next action's answers start with on its connection, may arrive
+    /// before that action: a recording cannot tell whether a client acted
+    /// before or after a push already on its way (a channel's push right
+    /// after its join reply, while the client goes on).
+    pub ahead: bool,
 }
 
 impl Default for Races {
@@ -68,6 +74,7 @@ impl Default for Races {
             presence_state: true,
             longpoll_batch: false,
             channels: false,
+            ahead: false,
         }
     }
 }
@@ -386,6 +393,7 @@ mod tests {
             presence_state: false,
             longpoll_batch: false,
             channels: false,
+            ahead: false,
         };
         let mut ex = Expectations::new(&[text(6, "a", DIFF), text(7, "a", STATE)], strict, false);
         match ex.offer("a", &live(LIVE_STATE), &mut b) {

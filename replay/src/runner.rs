@@ -240,7 +240,14 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
     let mut start = 0;
     while start < plan.len() {
         let end = start + 1 + plan[start + 1..].iter().take_while(|a| a.pipelined).count();
-        if let Err(failure) = session.run_group(&plan[start..end]).await {
+        let next_end = (end
+            + 1
+            + plan
+                .get(end + 1..)
+                .map_or(0, |rest| rest.iter().take_while(|a| a.pipelined).count()))
+        .min(plan.len());
+        let next = plan.get(end..next_end).unwrap_or_default();
+        if let Err(failure) = session.run_group(&plan[start..end], next).await {
             result = Err(failure);
             break;
         }
@@ -279,7 +286,9 @@ impl Session<'_> {
 
     /// Performs the actions of a group (one action and those pipelined
     /// after it), then collects their observations.
-    async fn run_group(&mut self, group: &[Action]) -> Result<(), Failure> {
+    /// `next` is the group after it: with the `ahead` race, a frame its
+    /// answers start with may arrive during this group's quiet window.
+    async fn run_group(&mut self, group: &[Action], next: &[Action]) -> Result<(), Failure> {
         let mut last_step = group.first().map_or(0, |a| a.step);
         for action in group {
             self.perform(action, &mut last_step).await?;
@@ -344,6 +353,11 @@ impl Session<'_> {
                 self.pending.push_front(obs);
                 break;
             }
+            if self.config.races.ahead && self.expected_next(next, &obs) {
+                // Already on its way before the next action: kept for it.
+                self.pending.push_front(obs);
+                break;
+            }
             if !self.is_tolerated(&obs) {
                 return Err(Failure::Unexpected {
                     after_step: last_step,
@@ -353,6 +367,22 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `obs` is what the answers of `next` expect first on its
+    /// connection (tried on a copy of the bindings).
+    fn expected_next(&self, next: &[Action], obs: &Observation) -> bool {
+        let expected: Vec<_> = next.iter().flat_map(|a| a.expect.clone()).collect();
+        let mut expectations = Expectations::new(
+            &expected,
+            self.config.races,
+            self.config.demand_server_initiated,
+        );
+        let mut trial = self.bindings.clone();
+        matches!(
+            expectations.offer(&obs.conn, &obs.what, &mut trial),
+            Offer::Matched(_)
+        )
     }
 
     async fn perform(&mut self, action: &Action, last_step: &mut usize) -> Result<(), Failure> {

@@ -42,7 +42,9 @@ pub(crate) struct ReplayArgs {
     /// action), `longpoll-batch` (the messages of one longpoll response in
     /// any order), `channels` (the frames of different channels of one
     /// connection, a channel being a topic and join_ref, interleaved in any
-    /// order; each channel keeps its order), `none`; comma-separated.
+    /// order; each channel keeps its order), `ahead` (a frame the next
+    /// action's answers start with on its connection may arrive before that
+    /// action), `none`; comma-separated.
     #[arg(long, value_name = "LIST", default_value = "presence", value_parser = parse_races)]
     pub(crate) races: Races,
     /// Demand the pushes a recording marks `server_initiated` (by default
@@ -60,16 +62,18 @@ pub(crate) fn parse_races(list: &str) -> Result<Races, String> {
         presence_state: false,
         longpoll_batch: false,
         channels: false,
+        ahead: false,
     };
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match item {
             "presence" => races.presence_state = true,
             "longpoll-batch" => races.longpoll_batch = true,
             "channels" => races.channels = true,
+            "ahead" => races.ahead = true,
             "none" => {}
             other => {
                 return Err(format!(
-                    "unknown race {other:?} (expected presence, longpoll-batch, channels or none)"
+                    "unknown race {other:?} (expected presence, longpoll-batch, channels, ahead or none)"
                 ))
             }
         }
@@ -122,8 +126,8 @@ mod tests {
     fn races_list_parses() {
         let r = parse_races("presence,longpoll-batch").expect("ok");
         assert!(r.presence_state && r.longpoll_batch && !r.channels);
-        let r = parse_races("channels").expect("ok");
-        assert!(r.channels && !r.presence_state);
+        let r = parse_races("channels,ahead").expect("ok");
+        assert!(r.channels && r.ahead && !r.presence_state);
         let r = parse_races("none").expect("ok");
         assert!(!r.presence_state && !r.longpoll_batch && !r.channels);
         assert!(parse_races("presence,typo").is_err());
