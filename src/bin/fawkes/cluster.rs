@@ -2,6 +2,12 @@
 //! a `redis_url` (file, `--redis-url` or `FAWKES_REDIS_URL`) the node runs
 //! alone and needs no Redis.
 
+use std::time::Duration;
+
+use fawkes::presence::replication::{
+    ReplicationOptions, DEFAULT_BROADCAST_PERIOD, DEFAULT_DOWN_PERIOD, DEFAULT_PERMDOWN_PERIOD,
+};
+use fawkes::pubsub::redis::RedisOptions;
 use serde::{Deserialize, Serialize};
 
 /// `[cluster]`
@@ -18,11 +24,14 @@ pub(crate) struct ClusterConfig {
     /// may reach any node (env `FAWKES_SECRET_KEY_BASE` overrides it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) secret_key_base: Option<String>,
-    /// How often presence changes are shipped to other nodes.
+    /// How often presence changes are shipped to other nodes (default:
+    /// the library's [`DEFAULT_BROADCAST_PERIOD`]).
     pub(crate) broadcast_period_ms: u64,
-    /// A node silent this long is down: its presences leave.
+    /// A node silent this long is down: its presences leave (default:
+    /// [`DEFAULT_DOWN_PERIOD`]).
     pub(crate) down_period_ms: u64,
-    /// A down node is forgotten after this long.
+    /// A down node is forgotten after this long (default:
+    /// [`DEFAULT_PERMDOWN_PERIOD`]).
     pub(crate) permdown_period_ms: u64,
 }
 
@@ -32,9 +41,9 @@ impl Default for ClusterConfig {
             redis_url: None,
             node_name: None,
             secret_key_base: None,
-            broadcast_period_ms: 500,
-            down_period_ms: 4_000,
-            permdown_period_ms: 1_200_000,
+            broadcast_period_ms: DEFAULT_BROADCAST_PERIOD.as_millis() as u64,
+            down_period_ms: DEFAULT_DOWN_PERIOD.as_millis() as u64,
+            permdown_period_ms: DEFAULT_PERMDOWN_PERIOD.as_millis() as u64,
         }
     }
 }
@@ -72,14 +81,21 @@ impl ClusterConfig {
         self
     }
 
-    /// The Redis engine's options, when a cluster is configured.
-    pub(crate) fn redis_options(&self) -> Option<fawkes::pubsub::redis::RedisOptions> {
+    /// The Redis engine's options and presence replication's, for the
+    /// same node name, when a cluster is configured.
+    pub(crate) fn options(&self) -> Option<(RedisOptions, ReplicationOptions)> {
         let url = self.redis_url.as_ref()?;
         let node = self
             .node_name
             .clone()
             .unwrap_or_else(fawkes::pubsub::redis::random_node_name);
-        Some(fawkes::pubsub::redis::RedisOptions::new(url, node))
+        let replication = ReplicationOptions {
+            node_name: node.clone(),
+            broadcast_period: Duration::from_millis(self.broadcast_period_ms),
+            down_period: Duration::from_millis(self.down_period_ms),
+            permdown_period: Duration::from_millis(self.permdown_period_ms),
+        };
+        Some((RedisOptions::new(url, node), replication))
     }
 }
 
@@ -99,7 +115,7 @@ mod tests {
     #[test]
     fn no_url_means_no_cluster() {
         let config = ClusterConfig::default().with_overrides(None, Some("a"), env(&[]));
-        assert_eq!(config.redis_options().map(|o| o.url), None);
+        assert_eq!(config.options().map(|(o, _)| o.url), None);
     }
 
     #[test]
@@ -121,17 +137,40 @@ mod tests {
         assert_eq!(from_env.redis_url.as_deref(), Some("redis://env"));
         assert_eq!(from_env.node_name.as_deref(), Some("env"));
         let from_cli = file.with_overrides(Some("redis://cli"), Some("cli"), &vars);
-        let options = from_cli.redis_options().expect("clustered");
+        let (options, replication) = from_cli.options().expect("clustered");
         assert_eq!(options.url, "redis://cli");
         assert_eq!(options.node_name, "cli");
         assert_eq!(options.pubsub_name, "Fawkes.PubSub");
+        assert_eq!(replication.node_name, "cli");
     }
 
     #[test]
     fn a_random_name_when_none_is_given() {
         let config = ClusterConfig::default().with_overrides(Some("redis://x"), None, env(&[]));
-        let a = config.redis_options().expect("clustered").node_name;
-        let b = config.redis_options().expect("clustered").node_name;
-        assert!(a.starts_with("fawkes-") && a != b, "{a} {b}");
+        let (a, replication) = config.options().expect("clustered");
+        let (b, _) = config.options().expect("clustered");
+        assert!(
+            a.node_name.starts_with("fawkes-") && a.node_name != b.node_name,
+            "{a:?} {b:?}"
+        );
+        assert_eq!(replication.node_name, a.node_name, "one name for both");
+    }
+
+    #[test]
+    fn the_periods_default_to_the_library_s_and_are_passed_on() {
+        let config = ClusterConfig::default().with_overrides(Some("redis://x"), None, env(&[]));
+        let (_, replication) = config.options().expect("clustered");
+        let defaults = ReplicationOptions::new(replication.node_name.clone());
+        assert_eq!(replication, defaults);
+        let custom = ClusterConfig {
+            broadcast_period_ms: 50,
+            down_period_ms: 900,
+            permdown_period_ms: 5_000,
+            ..config
+        };
+        let (_, replication) = custom.options().expect("clustered");
+        assert_eq!(replication.broadcast_period, Duration::from_millis(50));
+        assert_eq!(replication.down_period, Duration::from_millis(900));
+        assert_eq!(replication.permdown_period, Duration::from_millis(5_000));
     }
 }
