@@ -12,18 +12,12 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::binary::Fawkes;
 use support::redis::RedisServer;
-use support::Client;
-use tokio_tungstenite::tungstenite::Message;
-
-/// Longest wait for the cluster to reach a state (turns a hang into a failure).
-const SETTLE: Duration = Duration::from_secs(30);
+use support::watcher::{Watcher, SETTLE};
 
 /// A `fawkes serve` node named `name` on `redis`, with `extra` lines in its
 /// `[cluster]` section.
@@ -39,98 +33,6 @@ async fn node(redis: &RedisServer, name: &str, extra: &str) -> Fawkes {
         ],
     )
     .await
-}
-
-/// A websocket client of one node, joined to `room:lobby` as `user`, that
-/// follows the topic's presence list.
-struct Watcher {
-    user: String,
-    client: Client,
-    present: BTreeSet<String>,
-    /// user -> how many `presence_diff`s carried a join of that user.
-    joins: BTreeMap<String, usize>,
-    /// `new_msg` payloads received.
-    messages: Vec<Value>,
-}
-
-impl Watcher {
-    async fn join(node: &Fawkes, user: &str) -> Watcher {
-        let mut client = Client::connect(&node.ws_url(&format!("vsn=2.0.0&user={user}"))).await;
-        client.join("room:lobby", "1").await;
-        Watcher {
-            user: user.to_owned(),
-            client,
-            present: BTreeSet::new(),
-            joins: BTreeMap::new(),
-            messages: Vec::new(),
-        }
-    }
-
-    fn apply(&mut self, frame: &Value) {
-        let keys = |v: &Value| -> Vec<String> {
-            v.as_object()
-                .map(|o| o.keys().cloned().collect())
-                .unwrap_or_default()
-        };
-        match frame[3].as_str() {
-            Some("presence_state") => self.present = keys(&frame[4]).into_iter().collect(),
-            Some("presence_diff") => {
-                for user in keys(&frame[4]["leaves"]) {
-                    self.present.remove(&user);
-                }
-                for user in keys(&frame[4]["joins"]) {
-                    *self.joins.entry(user.clone()).or_default() += 1;
-                    self.present.insert(user);
-                }
-            }
-            Some("new_msg") => self.messages.push(frame[4].clone()),
-            _ => {}
-        }
-    }
-
-    /// Reads frames until `done` holds (at most `within`); `false` if it
-    /// did not.
-    async fn wait(&mut self, within: Duration, done: impl Fn(&Watcher) -> bool) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        while !done(self) {
-            let next = tokio::time::timeout_at(deadline, self.client.ws.next()).await;
-            let Ok(frame) = next else {
-                return false;
-            };
-            match frame.expect("connection open").expect("a valid frame") {
-                Message::Text(text) => {
-                    let frame: Value = serde_json::from_str(&text).expect("json");
-                    self.apply(&frame);
-                }
-                Message::Close(close) => panic!("{} closed: {close:?}", self.user),
-                _ => {}
-            }
-        }
-        true
-    }
-
-    /// Reads frames until the list is exactly `users`.
-    async fn until_list(&mut self, users: &[&str]) {
-        let want: BTreeSet<String> = users.iter().map(|u| (*u).to_owned()).collect();
-        let reached = self.wait(SETTLE, |w| w.present == want).await;
-        assert!(
-            reached,
-            "{} lists {:?}, not {:?}",
-            self.user, self.present, want
-        );
-    }
-
-    /// Reads whatever arrives within `quiet` (to catch late duplicates).
-    async fn drain(&mut self, quiet: Duration) {
-        self.wait(quiet, |_| false).await;
-    }
-
-    /// Each join was announced to this client at most once.
-    fn no_duplicate_joins(&self) {
-        for (user, n) in &self.joins {
-            assert_eq!(*n, 1, "{} saw {user} join {n} times", self.user);
-        }
-    }
 }
 
 #[tokio::test]
