@@ -33,9 +33,14 @@ pub(crate) struct Common {
     /// 127.0.0.1..127.0.0.K (each has its own ~28k ephemeral ports).
     #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=254))]
     pub(crate) sources: u8,
-    /// Server process id: report its CPU time and RSS from /proc.
+    /// More servers of the same cluster: connection `i` goes to the
+    /// `i mod n`-th of `--url` and these (the publisher to `--url`).
+    #[arg(long = "also-url", global = true)]
+    pub(crate) also_urls: Vec<String>,
+    /// Server process id: report its CPU time and RSS from /proc. Give it
+    /// once per node of a cluster: CPU time and RSS are summed.
     #[arg(long, global = true)]
-    pub(crate) server_pid: Option<u32>,
+    pub(crate) server_pid: Vec<u32>,
     /// Connections opened (connect + join) at once while setting up. Keep
     /// it under the server's listen backlog (often 128) or bursts of SYNs
     /// are dropped and retried a second later.
@@ -132,6 +137,13 @@ pub(crate) struct IdleArgs {
     /// Heartbeat interval in seconds (phoenix.js: 30).
     #[arg(long, default_value_t = 30)]
     pub(crate) heartbeat: u64,
+    /// During the hold, wait (at most --hold seconds) until every
+    /// connection received one broadcast of this event whose payload has
+    /// `"t"`: its send time in nanoseconds since the Unix epoch (e.g.
+    /// `date +%s%N`), so several bench processes measure one broadcast's
+    /// latency to all of their connections.
+    #[arg(long)]
+    pub(crate) await_event: Option<String>,
 }
 
 /// A publish rate: a number of broadcasts per second, or `max`.
@@ -243,6 +255,14 @@ pub(crate) struct PresenceArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
+    /// After every client listed every user, `kill -9` this process (a
+    /// node of the cluster) and report how long until every client on the
+    /// other nodes no longer lists the users that were connected to it.
+    #[arg(long, requires = "kill_node")]
+    pub(crate) kill_pid: Option<u32>,
+    /// Which node --kill-pid is: 0 for --url, 1 for the first --also-url...
+    #[arg(long, requires = "kill_pid")]
+    pub(crate) kill_node: Option<usize>,
 }
 
 /// `baseline-server` options.

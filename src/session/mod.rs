@@ -29,8 +29,9 @@ pub use context::SessionContext;
 pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub(crate) use driver::Driver;
+pub(crate) use outbound::OutboundReceiver;
 pub use outbound::{Outbound, QueueError};
-pub(crate) use queue::{QueueReceiver, TryPushError};
+pub(crate) use queue::TryPushError;
 pub use rate::RateLimit;
 use rate::TokenBucket;
 pub use reason::DisconnectReason;
@@ -57,7 +58,7 @@ pub(crate) struct SessionHandle {
     /// Frames from the client; dropping it ends the session.
     pub(crate) inbound: mpsc::Sender<InFrame>,
     /// Frames for the client.
-    pub(crate) outbound: QueueReceiver<WireFrame>,
+    pub(crate) outbound: OutboundReceiver,
     /// Resolves with why the session ended.
     pub(crate) done: JoinHandle<DisconnectReason>,
 }
@@ -103,7 +104,7 @@ pub(crate) fn prepare<I: InboundSource>(
     serializer: Serializer,
     connected: Connected,
     inbound: I,
-) -> (Driver<I>, QueueReceiver<WireFrame>) {
+) -> (Driver<I>, OutboundReceiver) {
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
     let context = SessionContext {
@@ -133,8 +134,8 @@ pub(crate) fn prepare<I: InboundSource>(
         channels: ChannelTable::default(),
         id_subscription,
         refused_joins: 0,
-        join_bucket: socket_join_rate.map(TokenBucket::new),
-        message_bucket: socket_message_rate.map(TokenBucket::new),
+        join_bucket: socket_join_rate.map(|_| TokenBucket::new()),
+        message_bucket: socket_message_rate.map(|_| TokenBucket::new()),
     });
     let driver = Driver::new(session, events, shared.shutdown.clone(), inbound);
     (driver, outbound_rx)
@@ -225,8 +226,10 @@ impl Session {
     }
 
     async fn on_frame(&mut self, frame: InFrame) -> Result<(), DisconnectReason> {
-        if let Some(bucket) = &mut self.message_bucket {
-            if !bucket.take() {
+        if let (Some(bucket), Some(limit)) =
+            (&mut self.message_bucket, &self.socket.options.message_rate)
+        {
+            if !bucket.take(limit) {
                 self.socket.limit_counters.session_rate_limited();
                 tracing::info!(
                     socket_id = self.socket_id(),
@@ -298,8 +301,9 @@ impl Session {
             self.join_refused(&msg.topic, "unmatched topic");
             return self.reply(None, msg.ref_, msg.topic, "error", unmatched_topic());
         }
-        if let Some(bucket) = &mut self.join_bucket {
-            if !bucket.take() {
+        if let (Some(bucket), Some(limit)) = (&mut self.join_bucket, &self.socket.options.join_rate)
+        {
+            if !bucket.take(limit) {
                 self.socket.limit_counters.join_rate_limited();
                 self.join_refused(&msg.topic, "join rate limit exceeded");
                 let reason = Payload::Json(json!({"reason": "join rate limit exceeded"}));
