@@ -60,6 +60,10 @@ fanout() {
 }
 
 storm() {
+  echo "== presence storm, 2,000 clients on one node alone"
+  start_node 4031
+  $B --url http://127.0.0.1:4031 --server-pid "$node_pid" presence --clients 2000 --topic room:storm --user-param join --timeout 60 2>&1 | tail -n 1
+  stop_all_nodes
   echo "== presence storm, 2,000 clients over three nodes, then kill -9 of node 3"
   start_redis
   start_node 4031 n1; p1=$node_pid
@@ -72,7 +76,7 @@ storm() {
 }
 
 wide() {
-  local nodes=6 per=16667
+  local nodes=${NODES:-6} per=${PER:-16667}
   echo "== $((nodes * per)) joined connections over $nodes nodes, one broadcast to all"
   start_redis
   local ports=() npids=()
