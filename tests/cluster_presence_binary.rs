@@ -15,7 +15,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::binary::Fawkes;
+use support::binary::{get, Fawkes};
 use support::redis::RedisServer;
 use support::watcher::{Watcher, SETTLE};
 
@@ -54,6 +54,11 @@ async fn three_nodes_share_presence_and_a_killed_node_s_users_leave() {
         assert_eq!(watcher.present.len(), 3);
     }
 
+    // `/metrics` counts the peers that are up.
+    assert_eq!(
+        metric_until(&a, "fawkes_peer_nodes_up", |up| up == 2).await,
+        2
+    );
     c.kill9().await;
     let killed = Instant::now();
     alice.until_list(&["alice", "bob"]).await;
@@ -65,6 +70,33 @@ async fn three_nodes_share_presence_and_a_killed_node_s_users_leave() {
     // Marked down for its silence: a killed node cannot say goodbye.
     assert!(a.logged("presence replica down").await);
     assert!(b.logged("presence replica down").await);
+    assert_eq!(
+        metric_until(&a, "fawkes_peer_nodes_up", |up| up == 1).await,
+        1
+    );
+    let lag = metric_until(&b, "fawkes_gossip_lag_milliseconds", |_| true).await;
+    assert!(
+        lag < 4_000,
+        "an up peer is heard within down_period: {lag} ms"
+    );
+}
+
+/// Scrapes `node`'s `/metrics` until the gauge `name` satisfies `ok` (at
+/// most 10 s), and returns its value.
+async fn metric_until(node: &Fawkes, name: &str, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = get(node.port, "/metrics").await;
+        assert_eq!(status, 200, "{body}");
+        let value = body
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok());
+        match value {
+            Some(value) if ok(value) => return value,
+            _ if Instant::now() > deadline => panic!("{name} is {value:?} on node {}", node.port),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
 }
 
 #[tokio::test]

@@ -155,11 +155,34 @@ impl Fawkes {
     }
 }
 
+/// `GET http://127.0.0.1:<port><path>`; the status and body.
+#[allow(dead_code)] // Not every test binary that includes this module uses it.
+pub async fn get(port: u16, path: &str) -> (u16, String) {
+    send(
+        hyper::Request::get(format!("http://127.0.0.1:{port}{path}")),
+        &[],
+        "",
+    )
+    .await
+}
+
 /// `POST http://127.0.0.1:<port><path>` with `headers`; the status and body.
 pub async fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
+    send(
+        hyper::Request::post(format!("http://127.0.0.1:{port}{path}")),
+        headers,
+        body,
+    )
+    .await
+}
+
+async fn send(
+    mut request: hyper::http::request::Builder,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let mut request = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
+use fawkes::metrics::Counters;
 use fawkes::presence::replication::Replication;
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::CheckOrigin;
@@ -73,6 +74,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => (PubSub::new(), None),
     };
+    let counters = pubsub.counters().clone();
     let endpoint = endpoint(&config, api, pubsub, redis_stats)?;
     // Presence is one replica of the cluster's: started before anything
     // is tracked, and it leaves the cluster when the node shuts down.
@@ -103,6 +105,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     tracing::info!("fawkes listening on http://{local}");
+    if let Some((replication, _)) = &replication {
+        tokio::spawn(report_peers(replication.clone(), counters));
+    }
     let leaving = replication
         .as_ref()
         .map(|(replication, _)| replication.clone());
@@ -120,6 +125,22 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         }
     }
     served.map_err(ServeError::Serve)
+}
+
+/// Every second, the cluster gauges of `/metrics`: peer nodes up, and the
+/// gossip lag (how long the stalest up peer has been silent).
+async fn report_peers(replication: Replication, counters: Arc<Counters>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let peers = replication.peer_states();
+        let up = peers.iter().filter(|p| p.up);
+        let lag = up.clone().map(|p| p.silent_for).max().unwrap_or_default();
+        counters.cluster.set_peer_nodes_up(up.count());
+        counters
+            .cluster
+            .set_gossip_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
+    }
 }
 
 /// Longest wait, at shutdown, for the goodbye to reach Redis.

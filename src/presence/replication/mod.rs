@@ -147,6 +147,17 @@ pub enum ReplicationError {
     AlreadyStarted,
 }
 
+/// What a node knows of one peer (see [`Replication::peer_states`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerState {
+    /// The peer's node name.
+    pub node: String,
+    /// Heard from within `down_period` (its presences are listed).
+    pub up: bool,
+    /// Time since the last message from it (its gossip lag).
+    pub silent_for: Duration,
+}
+
 /// A running replication of one presence service. Cheap to clone; the
 /// timer task stops with [`Replication::leave`] or when the last clone is
 /// dropped.
@@ -215,6 +226,22 @@ impl Replication {
     /// The peer replicas this node currently knows (up or down).
     pub fn peers(&self) -> Vec<ReplicaId> {
         self.shared.core().peers().cloned().collect()
+    }
+
+    /// What this node knows of each peer now (for metrics and the
+    /// dashboard): name, up or down, and how long since it was heard.
+    pub fn peer_states(&self) -> Vec<PeerState> {
+        let now = Instant::now();
+        self.shared
+            .core()
+            .peer_states(now)
+            .into_iter()
+            .map(|(node, up, silent_for)| PeerState {
+                node,
+                up,
+                silent_for,
+            })
+            .collect()
     }
 
     /// Handles one message from another node. Bytes that are not a valid

@@ -250,6 +250,22 @@ impl Replicator {
         self.peers.iter().map(|p| &p.id)
     }
 
+    /// Each known peer: its node name, whether it is up, and how long ago
+    /// it was last heard from at `now`.
+    pub(crate) fn peer_states(&self, now: Instant) -> Vec<(String, bool, std::time::Duration)> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let up = p.status == super::replicas::Status::Up;
+                (
+                    p.id.node.clone(),
+                    up,
+                    now.saturating_duration_since(p.last_heard),
+                )
+            })
+            .collect()
+    }
+
     fn request_transfer(
         &mut self,
         tracker: &Tracker,
