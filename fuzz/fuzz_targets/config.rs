@@ -8,13 +8,50 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-// The binary's own modules, compiled here unchanged.
-#[allow(dead_code, unreachable_pub)]
+// The binary's own modules (all of them but `main.rs`: the loader refers
+// to the others' config types), compiled here unchanged.
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/api.rs"]
+mod api;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/auth.rs"]
+mod auth;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/chat.rs"]
+mod chat;
+#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../../src/bin/fawkes/cli.rs"]
 mod cli;
-#[allow(dead_code, unreachable_pub)]
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/cluster.rs"]
+mod cluster;
+#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../../src/bin/fawkes/config.rs"]
 mod config;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/connect.rs"]
+mod connect;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/operations.rs"]
+mod operations;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/record_cmd.rs"]
+mod record_cmd;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/redact.rs"]
+mod redact;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/replay_cmd.rs"]
+mod replay_cmd;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/static_files.rs"]
+mod static_files;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/token_cmd.rs"]
+mod token_cmd;
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/webhook/mod.rs"]
+mod webhook;
 
 /// The file the loader reads (it takes a path, as `--config` does).
 fn file() -> &'static PathBuf {
