@@ -19,6 +19,7 @@ use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
 use crate::auth::{Auth, AuthConfigError, SECRET_KEY_BASE_ENV};
 use crate::config::{Config, TopicRule};
 use crate::connect::SocketGate;
+use crate::dashboard::Dashboard;
 use crate::webhook::{self, JoinAnswer, SocketHooks, TopicHooks, WebhookConfigError};
 
 /// Why the configured application cannot start.
@@ -35,6 +36,9 @@ pub(crate) enum StartupError {
         /// What is wrong.
         source: AuthConfigError,
     },
+    /// `[dashboard]` is unusable.
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::AccessError),
     /// `[metrics]` is unusable.
     #[error(transparent)]
     Metrics(#[from] crate::operations::MetricsConfigError),
@@ -64,15 +68,17 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let mut redis_stats = None;
+    let mut node_name = None;
     let pubsub = match config.cluster.redis_options() {
         Some(options) => {
+            node_name = Some(options.node_name.clone());
             let cluster = fawkes::pubsub::redis::start(options).map_err(ServeError::Cluster)?;
             redis_stats = Some(cluster.stats);
             cluster.pubsub
         }
         None => PubSub::new(),
     };
-    let endpoint = endpoint(&config, api, pubsub, redis_stats)?;
+    let endpoint = endpoint(&config, api, pubsub, redis_stats, node_name)?;
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -132,6 +138,7 @@ pub(crate) fn endpoint(
     api: ApiGuard,
     pubsub: PubSub,
     redis_stats: Option<Arc<fawkes::pubsub::redis::ClusterStats>>,
+    node_name: Option<String>,
 ) -> Result<Endpoint, StartupError> {
     if api.is_enabled() {
         tracing::info!("POST /api/broadcast is on (bearer secret required)");
@@ -216,6 +223,24 @@ pub(crate) fn endpoint(
         }
         builder = builder.socket(socket_config.path.clone(), socket);
     }
+    let dashboard = Dashboard::new(
+        &config.dashboard,
+        std::env::var(crate::dashboard::SECRET_ENV).ok(),
+        builder.pubsub(),
+        redis_stats.clone(),
+        node_name,
+    )?
+    .map(Arc::new);
+    match &dashboard {
+        Some(dashboard) => {
+            tracing::info!("GET /dashboard is on (user admin, the [dashboard] secret)");
+            builder = builder.socket(crate::dashboard::SOCKET_PATH, dashboard.socket());
+        }
+        None => tracing::info!(
+            "GET /dashboard is off: set [dashboard] secret or {} to enable it",
+            crate::dashboard::SECRET_ENV
+        ),
+    }
     if let Some(stats) = redis_stats {
         builder = builder.redis_stats(stats);
     }
@@ -224,13 +249,17 @@ pub(crate) fn endpoint(
     let files = Arc::new(
         (!static_dir.as_os_str().is_empty()).then(|| StaticFiles::new(static_dir.clone())),
     );
-    Ok(builder
+    let page = dashboard.clone();
+    let endpoint = builder
         .handler(move |req: HttpRequest| {
             let pubsub = pubsub.clone();
             let files = files.clone();
             let api = api.clone();
+            let dashboard = page.clone();
             async move {
-                if req.uri().path() == "/api/broadcast" {
+                if let Some(answer) = dashboard.as_ref().and_then(|d| d.answer(&req)) {
+                    answer
+                } else if req.uri().path() == "/api/broadcast" {
                     if let Some(refused) = api.refuse(&req) {
                         return refused;
                     }
@@ -242,7 +271,11 @@ pub(crate) fn endpoint(
                 }
             }
         })
-        .build())
+        .build();
+    if let Some(dashboard) = &dashboard {
+        dashboard.attach(endpoint.presence());
+    }
+    Ok(endpoint)
 }
 
 async fn shutdown_signal() {
