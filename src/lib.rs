@@ -9,7 +9,9 @@
 
 pub mod channel;
 pub mod endpoint;
-#[cfg(fuzzing)]
+// Also in unit tests: `fuzzing::smoke` runs the fuzz entry points on
+// random inputs in every `cargo test` (the real fuzzing is `fuzz/`).
+#[cfg(any(fuzzing, test))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod metrics;

@@ -33,9 +33,14 @@ pub(crate) struct Common {
     /// 127.0.0.1..127.0.0.K (each has its own ~28k ephemeral ports).
     #[arg(long, global = true, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=254))]
     pub(crate) sources: u8,
-    /// Server process id: report its CPU time and RSS from /proc.
+    /// More servers of the same cluster: connection `i` goes to the
+    /// `i mod n`-th of `--url` and these (the publisher to `--url`).
+    #[arg(long = "also-url", global = true)]
+    pub(crate) also_urls: Vec<String>,
+    /// Server process id: report its CPU time and RSS from /proc. Give it
+    /// once per node of a cluster: CPU time and RSS are summed.
     #[arg(long, global = true)]
-    pub(crate) server_pid: Option<u32>,
+    pub(crate) server_pid: Vec<u32>,
     /// Connections opened (connect + join) at once while setting up. Keep
     /// it under the server's listen backlog (often 128) or bursts of SYNs
     /// are dropped and retried a second later.
@@ -77,6 +82,32 @@ pub(crate) enum Command {
     /// report round trips/s and round-trip latency (e.g. direct vs through
     /// `fawkes record`).
     Roundtrip(RoundtripArgs),
+    /// N clients join a topic on the server given by --url and
+    /// --server-pid; the bench sends that server SIGTERM, and each client,
+    /// once closed, reconnects like phoenix.js (back-off 10, 50, 100 ms
+    /// ...) to --reconnect-url and rejoins; report when the closes and the
+    /// rejoins happened after the SIGTERM, as histograms.
+    Drain(DrainArgs),
+}
+
+/// `drain` options.
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    /// Clients.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) conns: usize,
+    /// Where the clients reconnect (another node; loopback only).
+    #[arg(long)]
+    pub(crate) reconnect_url: String,
+    /// Topic every client joins (with a `user` param of its own).
+    #[arg(long, default_value = "room:drain")]
+    pub(crate) topic: String,
+    /// Width of one histogram bucket, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) bucket_ms: u64,
+    /// Give up on clients not rejoined after this many seconds.
+    #[arg(long, default_value_t = 90)]
+    pub(crate) limit: u64,
 }
 
 /// `roundtrip` options.
@@ -132,6 +163,13 @@ pub(crate) struct IdleArgs {
     /// Heartbeat interval in seconds (phoenix.js: 30).
     #[arg(long, default_value_t = 30)]
     pub(crate) heartbeat: u64,
+    /// During the hold, wait (at most --hold seconds) until every
+    /// connection received one broadcast of this event whose payload has
+    /// `"t"`: its send time in nanoseconds since the Unix epoch (e.g.
+    /// `date +%s%N`), so several bench processes measure one broadcast's
+    /// latency to all of their connections.
+    #[arg(long)]
+    pub(crate) await_event: Option<String>,
 }
 
 /// A publish rate: a number of broadcasts per second, or `max`.
@@ -243,6 +281,14 @@ pub(crate) struct PresenceArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     pub(crate) timeout: u64,
+    /// After every client listed every user, `kill -9` this process (a
+    /// node of the cluster) and report how long until every client on the
+    /// other nodes no longer lists the users that were connected to it.
+    #[arg(long, requires = "kill_node")]
+    pub(crate) kill_pid: Option<u32>,
+    /// Which node --kill-pid is: 0 for --url, 1 for the first --also-url...
+    #[arg(long, requires = "kill_pid")]
+    pub(crate) kill_node: Option<usize>,
 }
 
 /// `baseline-server` options.

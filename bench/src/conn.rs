@@ -59,35 +59,56 @@ impl fmt::Display for ConnError {
     }
 }
 
-/// Opens connections to one target from a rotating set of loopback source
-/// addresses.
+/// Opens connections to one target (or to the nodes of a cluster in
+/// turn) from a rotating set of loopback source addresses.
 #[derive(Debug)]
 pub(crate) struct Connector {
-    target: Target,
+    /// The first is the primary target; connection `i` goes to `i mod n`.
+    targets: Vec<Target>,
     sources: Vec<Ipv4Addr>,
     timeout: Duration,
 }
 
 impl Connector {
-    /// Connections to `target` from 127.0.0.1..=127.0.0.`sources` (IPv4
-    /// targets only; an IPv6 loopback target uses the default source).
-    pub(crate) fn new(target: Target, sources: u8, timeout: Duration) -> Connector {
-        let sources = match target.addr.ip() {
-            IpAddr::V4(_) => (1..=sources.max(1))
+    /// Connections spread over `targets` (at least one; the first is the
+    /// primary) from 127.0.0.1..=127.0.0.`sources` (IPv4 targets only; an
+    /// IPv6 loopback target uses the default source).
+    pub(crate) fn new(targets: Vec<Target>, sources: u8, timeout: Duration) -> Connector {
+        let ipv4 = targets
+            .first()
+            .is_some_and(|t| matches!(t.addr.ip(), IpAddr::V4(_)));
+        let sources = match ipv4 {
+            true => (1..=sources.max(1))
                 .map(|i| Ipv4Addr::new(127, 0, 0, i))
                 .collect(),
-            IpAddr::V6(_) => Vec::new(),
+            false => Vec::new(),
         };
         Connector {
-            target,
+            targets,
             sources,
             timeout,
         }
     }
 
-    /// The target.
+    /// The primary target (where publishers go).
     pub(crate) fn target(&self) -> &Target {
-        &self.target
+        &self.targets[0]
+    }
+
+    /// The node (0 for the primary) connection number `index` goes to.
+    pub(crate) fn node_of(&self, index: usize) -> usize {
+        index % self.targets.len()
+    }
+
+    /// The target of connection number `index`.
+    fn target_of(&self, index: usize) -> &Target {
+        &self.targets[index % self.targets.len()]
+    }
+
+    /// The smallest connection number at or after `index` that goes to
+    /// the primary target.
+    pub(crate) fn primary_index(&self, index: usize) -> usize {
+        index.next_multiple_of(self.targets.len())
     }
 
     /// The timeout used for each connect and each awaited reply.
@@ -98,7 +119,8 @@ impl Connector {
     /// A TCP connection for connection number `index`, from source address
     /// `index mod K`.
     pub(crate) async fn tcp(&self, index: usize) -> Result<TcpStream, ConnError> {
-        let socket = match self.target.addr {
+        let target = self.target_of(index);
+        let socket = match target.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
         }
@@ -109,7 +131,7 @@ impl Connector {
                 .bind(SocketAddr::new(IpAddr::V4(source), 0))
                 .map_err(ConnError::Io)?;
         }
-        let stream = tokio::time::timeout(self.timeout, socket.connect(self.target.addr))
+        let stream = tokio::time::timeout(self.timeout, socket.connect(target.addr))
             .await
             .map_err(|_| ConnError::Timeout("tcp connect"))?
             .map_err(ConnError::Io)?;
@@ -125,7 +147,7 @@ impl Connector {
             .read_buffer_size(8 * 1024)
             .write_buffer_size(8 * 1024);
         let handshake = tokio_tungstenite::client_async_with_config(
-            self.target.ws_url(query),
+            self.target_of(index).ws_url(query),
             stream,
             Some(config),
         );
@@ -307,6 +329,26 @@ impl Errors {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn spreads_connections_over_the_nodes_and_publishes_on_the_first() {
+        let targets = [
+            "http://127.0.0.1:4001",
+            "http://127.0.0.1:4002",
+            "http://127.0.0.1:4003",
+        ]
+        .iter()
+        .map(|url| crate::cli::Target::parse(url, "/socket").unwrap())
+        .collect();
+        let connector = Connector::new(targets, 8, Duration::from_secs(1));
+        let nodes: Vec<usize> = (0..6).map(|i| connector.node_of(i)).collect();
+        assert_eq!(nodes, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(connector.target_of(4).addr.port(), 4002);
+        let publisher = connector.primary_index(5000);
+        assert!(publisher >= 5000);
+        assert_eq!(connector.node_of(publisher), 0);
+        assert_eq!(connector.target().addr.port(), 4001);
+    }
 
     #[test]
     fn writes_v2_push_frames() {

@@ -77,6 +77,13 @@ async fn run(cli: Cli, fd_limit: u64) -> ExitCode {
         Command::Joins(args) => scenarios::joins::run(&env, args).await,
         Command::Presence(args) => scenarios::presence::run(&env, args).await,
         Command::Roundtrip(args) => scenarios::roundtrip::run(&env, args).await,
+        Command::Drain(args) => match scenarios::drain::run(&env, &cli.common, args).await {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("drain: {e}");
+                return ExitCode::from(2);
+            }
+        },
         Command::BaselineServer(_) | Command::Floor(_) => return ExitCode::FAILURE,
     };
     report.print();

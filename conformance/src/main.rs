@@ -28,6 +28,18 @@ enum Command {
         /// Address to bind.
         #[arg(long, default_value = "127.0.0.1")]
         host: IpAddr,
+        /// Join a cluster (fawkes or Phoenix nodes) over this Redis.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// This node's name in the cluster (an atom to Phoenix nodes).
+        #[arg(long, default_value = "fawkes_conformance")]
+        node_name: String,
+        /// The Elixir PubSub to share (`Conf.PubSub` is the recorded app's).
+        #[arg(long, default_value = "Fawkes.PubSub")]
+        phoenix_pubsub: String,
+        /// zlib level 1..=9 for what this node publishes.
+        #[arg(long)]
+        compression: Option<u32>,
     },
     /// Replay transcripts against a running server.
     Replay {
@@ -59,9 +71,22 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     match cli.command {
-        Command::Serve { port, host } => {
+        Command::Serve {
+            port,
+            host,
+            redis_url,
+            node_name,
+            phoenix_pubsub,
+            compression,
+        } => {
             let addr = SocketAddr::new(host, port);
-            match fawkes_conformance::app::serve(addr).await {
+            let cluster = redis_url.map(|url| {
+                let mut options = fawkes::pubsub::redis::RedisOptions::new(url, node_name);
+                options.pubsub_name = phoenix_pubsub;
+                options.compression = compression;
+                options
+            });
+            match fawkes_conformance::app::serve(addr, cluster).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("serve {addr}: {e}");

@@ -31,8 +31,9 @@ pub use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use drain::DrainOptions;
 pub(crate) use driver::Driver;
+pub(crate) use outbound::OutboundReceiver;
 pub use outbound::{Outbound, QueueError};
-pub(crate) use queue::{QueueReceiver, TryPushError};
+pub(crate) use queue::TryPushError;
 pub use rate::RateLimit;
 use rate::TokenBucket;
 pub use reason::DisconnectReason;
@@ -60,7 +61,7 @@ pub(crate) struct SessionHandle {
     /// Frames from the client; dropping it ends the session.
     pub(crate) inbound: mpsc::Sender<InFrame>,
     /// Frames for the client.
-    pub(crate) outbound: QueueReceiver<WireFrame>,
+    pub(crate) outbound: OutboundReceiver,
     /// Resolves with why the session ended.
     pub(crate) done: JoinHandle<DisconnectReason>,
     /// The endpoint's counters (what the transport could not deliver).
@@ -112,7 +113,7 @@ pub(crate) fn prepare<I: InboundSource>(
     connected: Connected,
     inbound: I,
     transport: Transport,
-) -> (Driver<I>, QueueReceiver<WireFrame>) {
+) -> (Driver<I>, OutboundReceiver) {
     shared.pubsub.counters().session_opened(transport);
     let (control, events) = SessionControl::new();
     let (outbound, outbound_rx) = Outbound::new(socket.options.outbound_capacity, control.clone());
@@ -143,8 +144,8 @@ pub(crate) fn prepare<I: InboundSource>(
         channels: ChannelTable::default(),
         id_subscription,
         refused_joins: 0,
-        join_bucket: socket_join_rate.map(TokenBucket::new),
-        message_bucket: socket_message_rate.map(TokenBucket::new),
+        join_bucket: socket_join_rate.map(|_| TokenBucket::new()),
+        message_bucket: socket_message_rate.map(|_| TokenBucket::new()),
         transport: Some(transport),
     });
     let driver = Driver::new(session, events, shared.drain.session_token(), inbound);
@@ -249,8 +250,10 @@ impl Session {
 
     async fn on_frame(&mut self, frame: InFrame) -> Result<(), DisconnectReason> {
         self.context.pubsub.counters().message_in();
-        if let Some(bucket) = &mut self.message_bucket {
-            if !bucket.take() {
+        if let (Some(bucket), Some(limit)) =
+            (&mut self.message_bucket, &self.socket.options.message_rate)
+        {
+            if !bucket.take(limit) {
                 self.socket.limit_counters.session_rate_limited();
                 tracing::info!(
                     socket_id = self.socket_id(),
@@ -322,8 +325,9 @@ impl Session {
             self.join_refused(&msg.topic, "unmatched topic");
             return self.reply(None, msg.ref_, msg.topic, "error", unmatched_topic());
         }
-        if let Some(bucket) = &mut self.join_bucket {
-            if !bucket.take() {
+        if let (Some(bucket), Some(limit)) = (&mut self.join_bucket, &self.socket.options.join_rate)
+        {
+            if !bucket.take(limit) {
                 self.socket.limit_counters.join_rate_limited();
                 self.join_refused(&msg.topic, "join rate limit exceeded");
                 let reason = Payload::Json(json!({"reason": "join rate limit exceeded"}));

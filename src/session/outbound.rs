@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fawkes_protocol::Broadcast;
 
 use super::control::SessionControl;
-use super::queue::{self, QueueReceiver, QueueSender, TryPushError};
+use super::queue::{self, QueueReceiver, QueueSender, Shared, TryPushError};
 use crate::channel::ChannelMsg;
 use crate::pubsub::{Deliver, WireFrame};
 
@@ -29,13 +29,16 @@ pub enum QueueError {
 /// whose queue is full instead of growing memory, so fan-out never blocks
 /// on one subscriber.
 #[derive(Clone, Debug)]
-pub struct Outbound(Arc<Link>);
+pub struct Outbound(QueueSender<WireFrame, Link>);
 
-/// One allocation per session, shared by its channels and its
-/// subscriptions.
+/// The receiving end of a session's outbound queue (its transport's).
+pub(crate) type OutboundReceiver = QueueReceiver<WireFrame, Link>;
+
+/// What the outbound queue carries beside its frames, in the same
+/// allocation: it makes the queue the session's delivery target for
+/// pubsub, shared by its channels and subscriptions at no extra cost.
 #[derive(Debug)]
-struct Link {
-    frames: QueueSender<WireFrame>,
+pub(crate) struct Link {
     control: SessionControl,
     /// An overflow is reported once; later ones are dropped so a stuck
     /// client cannot grow the control queue.
@@ -44,23 +47,19 @@ struct Link {
 
 impl Outbound {
     /// A queue holding at most `capacity` frames, and its receiving end.
-    pub(crate) fn new(
-        capacity: usize,
-        control: SessionControl,
-    ) -> (Self, QueueReceiver<WireFrame>) {
-        let (frames, rx) = queue::queue(capacity);
+    pub(crate) fn new(capacity: usize, control: SessionControl) -> (Self, OutboundReceiver) {
         let link = Link {
-            frames,
             control,
             overflowed: AtomicBool::new(false),
         };
-        (Self(Arc::new(link)), rx)
+        let (frames, rx) = queue::queue_with(capacity, link);
+        (Self(frames), rx)
     }
 
     /// Queue a frame without waiting; a full queue closes the session as a
     /// slow client.
     pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
-        match self.0.frames.try_push(frame) {
+        match self.0.try_push(frame) {
             Ok(()) => Ok(()),
             Err((TryPushError::Full, _)) => {
                 self.overflowed();
@@ -71,12 +70,15 @@ impl Outbound {
     }
 
     /// This session as pubsub's delivery target.
+    ///
+    /// Uncounted: subscriptions do not keep the queue open once the
+    /// session (which holds this `Outbound`) is gone.
     pub(crate) fn sink(&self) -> Arc<dyn Deliver> {
-        self.0.clone()
+        self.0.shared().clone()
     }
 
     fn overflowed(&self) {
-        self.0.overflowed();
+        self.0.shared().extra().overflowed();
     }
 }
 
@@ -88,10 +90,10 @@ impl Link {
     }
 }
 
-impl Deliver for Link {
+impl Deliver for Shared<WireFrame, Link> {
     fn deliver_frame(&self, frame: WireFrame) {
-        if let Err((TryPushError::Full, _)) = self.frames.try_push(frame) {
-            self.overflowed();
+        if let Err((TryPushError::Full, _)) = self.try_push(frame) {
+            self.extra().overflowed();
         }
     }
 
@@ -99,8 +101,8 @@ impl Deliver for Link {
     /// session is closed as a slow client.
     fn deliver_intercepted(&self, channel_id: u64, broadcast: &Broadcast) {
         let msg = ChannelMsg::Out(Box::new(broadcast.clone()));
-        if let Err(TryPushError::Full) = self.control.to_channel(channel_id, msg) {
-            self.overflowed();
+        if let Err(TryPushError::Full) = self.extra().control.to_channel(channel_id, msg) {
+            self.extra().overflowed();
         }
     }
 
@@ -108,7 +110,7 @@ impl Deliver for Link {
     /// queued after the `disconnect` (such as the reply of the very channel
     /// callback that broadcast it) is written; what was queued before is.
     fn deliver_disconnect(&self) {
-        self.frames.seal();
-        self.control.disconnect();
+        self.seal();
+        self.extra().control.disconnect();
     }
 }

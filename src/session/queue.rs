@@ -4,7 +4,9 @@
 //! messages) and most connections are idle most of the time; tokio's mpsc
 //! preallocates a block of slots per channel, this queue allocates only
 //! when items are waiting and frees its buffer when the receiver goes back
-//! to waiting.
+//! to waiting. A queue can carry an `extra` value in its one allocation
+//! (the outbound queue keeps its session's control handle there), so a
+//! session's delivery target costs no allocation of its own.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -33,22 +35,71 @@ struct State<T> {
     capacity: usize,
 }
 
-struct Shared<T> {
+/// The queue itself, shared by its senders and its receiver.
+pub(crate) struct Shared<T, E = ()> {
     state: Mutex<State<T>>,
     /// The receiver waiting for items (or for the last sender to leave).
     /// Woken only when the queue goes from empty to not empty: the
     /// receiver sleeps only after seeing it empty.
     ready: AtomicWaker,
+    extra: E,
 }
 
-impl<T> Shared<T> {
+impl<T, E> Shared<T, E> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value given to [`queue_with`].
+    pub(crate) fn extra(&self) -> &E {
+        &self.extra
+    }
+
+    /// Queue `item` without waiting; a full or closed queue gives it back.
+    ///
+    /// Through a bare `Arc<Shared>` (not a [`QueueSender`]) a holder does
+    /// not keep the queue open: the receiver ends once the counted senders
+    /// are gone.
+    pub(crate) fn try_push(&self, item: T) -> Result<(), (TryPushError, T)> {
+        self.push_within(item, false)
+    }
+
+    /// Take no more items, from any sender; those already queued are still
+    /// received.
+    pub(crate) fn seal(&self) {
+        self.lock().sealed = true;
+    }
+
+    fn push_within(&self, item: T, past_capacity: bool) -> Result<(), (TryPushError, T)> {
+        let was_empty = {
+            let mut state = self.lock();
+            if !state.receiver_alive || state.sealed {
+                return Err((TryPushError::Closed, item));
+            }
+            if !past_capacity && state.items.len() >= state.capacity {
+                return Err((TryPushError::Full, item));
+            }
+            let was_empty = state.items.is_empty();
+            state.items.push_back(item);
+            was_empty
+        };
+        if was_empty {
+            self.ready.wake();
+        }
+        Ok(())
     }
 }
 
 /// A new queue of at most `capacity` items.
 pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
+    queue_with(capacity, ())
+}
+
+/// A new queue of at most `capacity` items, carrying `extra`.
+pub(crate) fn queue_with<T, E>(
+    capacity: usize,
+    extra: E,
+) -> (QueueSender<T, E>, QueueReceiver<T, E>) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             items: VecDeque::new(),
@@ -58,27 +109,28 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
             capacity: capacity.max(1),
         }),
         ready: AtomicWaker::new(),
+        extra,
     });
     (QueueSender(shared.clone()), QueueReceiver(shared))
 }
 
 /// The sending side; cloning it adds a sender.
-pub(crate) struct QueueSender<T>(Arc<Shared<T>>);
+pub(crate) struct QueueSender<T, E = ()>(Arc<Shared<T, E>>);
 
-impl<T> std::fmt::Debug for QueueSender<T> {
+impl<T, E> std::fmt::Debug for QueueSender<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QueueSender")
     }
 }
 
-impl<T> Clone for QueueSender<T> {
+impl<T, E> Clone for QueueSender<T, E> {
     fn clone(&self) -> Self {
         self.0.lock().senders += 1;
         Self(self.0.clone())
     }
 }
 
-impl<T> Drop for QueueSender<T> {
+impl<T, E> Drop for QueueSender<T, E> {
     fn drop(&mut self) {
         let last = {
             let mut state = self.0.lock();
@@ -91,41 +143,21 @@ impl<T> Drop for QueueSender<T> {
     }
 }
 
-impl<T> QueueSender<T> {
+impl<T, E> QueueSender<T, E> {
     /// Queue `item` without waiting; a full or closed queue gives it back.
     pub(crate) fn try_push(&self, item: T) -> Result<(), (TryPushError, T)> {
-        self.push_within(item, false)
+        self.0.push_within(item, false)
     }
 
     /// Queue `item` even when the queue is full (for the few events that
     /// must not be lost, each sent at most once per session).
     pub(crate) fn push_past_capacity(&self, item: T) -> Result<(), (TryPushError, T)> {
-        self.push_within(item, true)
+        self.0.push_within(item, true)
     }
 
-    /// Take no more items, from any sender; those already queued are still
-    /// received.
-    pub(crate) fn seal(&self) {
-        self.0.lock().sealed = true;
-    }
-
-    fn push_within(&self, item: T, past_capacity: bool) -> Result<(), (TryPushError, T)> {
-        let was_empty = {
-            let mut state = self.0.lock();
-            if !state.receiver_alive || state.sealed {
-                return Err((TryPushError::Closed, item));
-            }
-            if !past_capacity && state.items.len() >= state.capacity {
-                return Err((TryPushError::Full, item));
-            }
-            let was_empty = state.items.is_empty();
-            state.items.push_back(item);
-            was_empty
-        };
-        if was_empty {
-            self.0.ready.wake();
-        }
-        Ok(())
+    /// The queue, as an uncounted handle (see [`Shared::try_push`]).
+    pub(crate) fn shared(&self) -> &Arc<Shared<T, E>> {
+        &self.0
     }
 }
 
@@ -138,15 +170,15 @@ fn ready_in<T>(state: &mut State<T>) -> Option<Option<T>> {
 }
 
 /// The receiving side.
-pub(crate) struct QueueReceiver<T>(Arc<Shared<T>>);
+pub(crate) struct QueueReceiver<T, E = ()>(Arc<Shared<T, E>>);
 
-impl<T> std::fmt::Debug for QueueReceiver<T> {
+impl<T, E> std::fmt::Debug for QueueReceiver<T, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("QueueReceiver")
     }
 }
 
-impl<T> QueueReceiver<T> {
+impl<T, E> QueueReceiver<T, E> {
     /// The next item, or `None` once every sender is gone and the queue is
     /// empty. Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Option<T> {
@@ -183,7 +215,7 @@ impl<T> QueueReceiver<T> {
     }
 }
 
-impl<T> Drop for QueueReceiver<T> {
+impl<T, E> Drop for QueueReceiver<T, E> {
     fn drop(&mut self) {
         let mut state = self.0.lock();
         state.receiver_alive = false;

@@ -24,62 +24,46 @@ impl RateLimit {
     }
 }
 
-/// The bucket of one socket for one [`RateLimit`].
+/// The bucket of one socket for one [`RateLimit`], kept as the time at
+/// which it would be full again (the "virtual scheduling" form of a token
+/// bucket): one instant per session instead of a count and a timestamp.
+///
+/// The limit itself lives once in the socket's options and is passed to
+/// [`TokenBucket::take`].
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
-    limit: RateLimit,
-    tokens: u32,
-    /// When the last token was added (or the bucket was last full).
-    refilled: Instant,
+    /// Each pass pushes this one `refill_every` later (from now at the
+    /// earliest); a pass is allowed while it stays within `burst` periods
+    /// of now.
+    full_at: Instant,
 }
 
 impl TokenBucket {
     /// A full bucket.
-    pub(crate) fn new(limit: RateLimit) -> Self {
-        Self::new_at(limit, Instant::now())
+    pub(crate) fn new() -> Self {
+        Self::new_at(Instant::now())
     }
 
-    fn new_at(limit: RateLimit, now: Instant) -> Self {
-        Self {
-            limit,
-            tokens: limit.burst,
-            refilled: now,
-        }
+    fn new_at(now: Instant) -> Self {
+        Self { full_at: now }
     }
 
     /// Take a token if there is one; `false` when the rate is exceeded.
-    pub(crate) fn take(&mut self) -> bool {
-        self.take_at(Instant::now())
+    pub(crate) fn take(&mut self, limit: &RateLimit) -> bool {
+        self.take_at(limit, Instant::now())
     }
 
-    fn take_at(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens == 0 {
+    fn take_at(&mut self, limit: &RateLimit, now: Instant) -> bool {
+        let period = limit.refill_every.max(Duration::from_nanos(1));
+        let window = period.checked_mul(limit.burst).unwrap_or(Duration::MAX);
+        let Some(full_at) = self.full_at.max(now).checked_add(period) else {
+            return false;
+        };
+        if full_at.saturating_duration_since(now) > window {
             return false;
         }
-        self.tokens -= 1;
+        self.full_at = full_at;
         true
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if self.tokens >= self.limit.burst {
-            self.refilled = now;
-            return;
-        }
-        let period = self.limit.refill_every.max(Duration::from_nanos(1));
-        let elapsed = now.saturating_duration_since(self.refilled);
-        let periods = elapsed.as_nanos() / period.as_nanos();
-        if periods == 0 {
-            return;
-        }
-        let added = u32::try_from(periods).unwrap_or(u32::MAX);
-        self.tokens = self.tokens.saturating_add(added).min(self.limit.burst);
-        self.refilled = if self.tokens >= self.limit.burst {
-            now
-        } else {
-            // Keep the partial period already waited.
-            self.refilled + period * added
-        };
     }
 }
 
@@ -95,19 +79,44 @@ mod tests {
             burst: 3,
             refill_every: Duration::from_millis(100),
         };
-        let mut bucket = TokenBucket::new_at(limit, start);
-        assert!((0..3).all(|_| bucket.take_at(at(0))));
-        assert!(!bucket.take_at(at(0)));
-        assert!(bucket.take_at(at(150)));
-        assert!(!bucket.take_at(at(150)));
+        let mut bucket = TokenBucket::new_at(start);
+        assert!((0..3).all(|_| bucket.take_at(&limit, at(0))));
+        assert!(!bucket.take_at(&limit, at(0)));
+        assert!(bucket.take_at(&limit, at(150)));
+        assert!(!bucket.take_at(&limit, at(150)));
         // The 50 ms already waited count towards the next token.
-        assert!(bucket.take_at(at(200)));
-        assert!(!bucket.take_at(at(200)));
+        assert!(bucket.take_at(&limit, at(200)));
+        assert!(!bucket.take_at(&limit, at(200)));
         assert!(
-            (0..3).all(|_| bucket.take_at(at(60_000))),
+            (0..3).all(|_| bucket.take_at(&limit, at(60_000))),
             "refilled up to the burst"
         );
-        assert!(!bucket.take_at(at(60_000)));
+        assert!(!bucket.take_at(&limit, at(60_000)));
+    }
+
+    #[test]
+    fn a_session_bucket_stays_small() {
+        // Two of these are in every session, idle or not.
+        assert!(std::mem::size_of::<Option<TokenBucket>>() <= 16);
+    }
+
+    #[test]
+    fn a_zero_burst_lets_nothing_pass_and_huge_limits_do_not_overflow() {
+        let now = Instant::now();
+        let none = RateLimit {
+            burst: 0,
+            refill_every: Duration::from_millis(1),
+        };
+        assert!(!TokenBucket::new_at(now).take_at(&none, now));
+        let huge = RateLimit {
+            burst: u32::MAX,
+            refill_every: Duration::MAX,
+        };
+        let mut bucket = TokenBucket::new_at(now);
+        assert!(
+            !bucket.take_at(&huge, now),
+            "a period past the end of time never passes"
+        );
     }
 
     #[test]

@@ -219,15 +219,16 @@ pub(crate) async fn run(env: &Env, args: &FanoutArgs) -> Report {
         .add("rate", args.rate.to_string())
         .add("payload_bytes", args.payload_bytes as u64);
 
-    let mut publisher = match Publisher::connect(env, args, args.subs).await {
-        Ok(publisher) => publisher,
-        Err(e) => {
-            errors.add(e);
-            add_errors(&mut report, &errors);
-            stop(stop_tx, tasks).await;
-            return report;
-        }
-    };
+    let mut publisher =
+        match Publisher::connect(env, args, env.connector.primary_index(args.subs)).await {
+            Ok(publisher) => publisher,
+            Err(e) => {
+                errors.add(e);
+                add_errors(&mut report, &errors);
+                stop(stop_tx, tasks).await;
+                return report;
+            }
+        };
     tokio::time::sleep(SETTLE).await;
 
     // Publish.

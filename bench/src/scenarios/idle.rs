@@ -12,7 +12,9 @@ use tokio::task::JoinSet;
 use super::{add_errors, per_second, wait_until, Env, Progress};
 use crate::cli::IdleArgs;
 use crate::conn::{self, Ended, Errors};
+use crate::histogram::Histogram;
 use crate::report::Report;
+use crate::scenarios::fanout::send_timestamp;
 
 /// How long to let the server settle before reading its RSS.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -22,6 +24,17 @@ struct Counters {
     joined: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    /// Connections that received the awaited broadcast.
+    received: AtomicU64,
+    /// Its latency to each of them, in nanoseconds.
+    latency_ns: Histogram,
+}
+
+/// Now, in nanoseconds since the Unix epoch.
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Run the scenario.
@@ -55,6 +68,7 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
         let permits = Arc::clone(&permits);
         let mut stop = stop_rx.clone();
         let no_join = args.no_join;
+        let awaited = args.await_event.as_ref().map(|e| format!("\"{e}\""));
         let topic = if args.same_topic {
             args.topic.clone()
         } else {
@@ -79,7 +93,23 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
             };
             drop(permit);
             counters.joined.fetch_add(1, Ordering::Relaxed);
-            let ended = conn::hold(&mut ws, &mut stop, heartbeat, |_| {}).await;
+            let mut got_it = false;
+            let ended = conn::hold(&mut ws, &mut stop, heartbeat, |text| {
+                let Some(pattern) = &awaited else {
+                    return;
+                };
+                if got_it || !text.contains(pattern.as_str()) {
+                    return;
+                }
+                if let Some(sent) = send_timestamp(text) {
+                    got_it = true;
+                    counters
+                        .latency_ns
+                        .record(unix_now_ns().saturating_sub(sent));
+                    counters.received.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .await;
             if ended != Ended::Stopped {
                 counters.dropped.fetch_add(1, Ordering::Relaxed);
                 errors.add(format!("while idle: {ended:?}"));
@@ -98,7 +128,16 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
     tokio::time::sleep(SETTLE).await;
     let server_joined = env.server_sample();
     let client_joined = env.client_sample();
-    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    if args.await_event.is_some() {
+        eprintln!("idle: {joined} joined, waiting for the broadcast");
+        wait_until(Duration::from_secs(args.hold), || {
+            counters.received.load(Ordering::Relaxed)
+                >= joined.saturating_sub(counters.dropped.load(Ordering::Relaxed))
+        })
+        .await;
+    } else {
+        tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    }
     let server_end = env.server_sample();
     let dropped = counters.dropped.load(Ordering::Relaxed);
 
@@ -111,6 +150,21 @@ pub(crate) async fn run(env: &Env, args: &IdleArgs) -> Report {
         .add("dropped_while_idle", dropped)
         .add("alive_at_end", joined.saturating_sub(dropped));
     add_errors(&mut report, &errors);
+    if args.await_event.is_some() {
+        let ms = |q: f64| counters.latency_ns.quantile(q) as f64 / 1e6;
+        report
+            .add(
+                "broadcast_received",
+                counters.received.load(Ordering::Relaxed),
+            )
+            .add_f("broadcast_latency_p50_ms", ms(0.5), 2)
+            .add_f("broadcast_latency_p99_ms", ms(0.99), 2)
+            .add_f(
+                "broadcast_latency_max_ms",
+                counters.latency_ns.max() as f64 / 1e6,
+                2,
+            );
+    }
     report
         .add_f("setup_s", setup_s, 2)
         .add_f("connect_join_per_s", per_second(joined, setup_s), 0)

@@ -1,6 +1,7 @@
 //! The scenarios and what they share: the run environment (connector,
 //! process watches, setup concurrency) and a progress ticker on stderr.
 
+pub(crate) mod drain;
 pub(crate) mod fanout;
 pub(crate) mod floor;
 pub(crate) mod idle;
@@ -21,8 +22,8 @@ use crate::report::Report;
 pub(crate) struct Env {
     /// Opens connections to the target.
     pub(crate) connector: Arc<Connector>,
-    /// The server process, when `--server-pid` was given.
-    pub(crate) server: Option<ProcWatch>,
+    /// The server processes given with `--server-pid` (one per node).
+    pub(crate) servers: Vec<ProcWatch>,
     /// This process.
     pub(crate) client: Option<ProcWatch>,
     /// Connections set up at once.
@@ -34,14 +35,18 @@ pub(crate) struct Env {
 impl Env {
     /// Check the options and the server process.
     pub(crate) fn new(common: &Common, fd_limit: u64) -> Result<Env, String> {
-        let target = Target::parse(&common.url, &common.socket_path)?;
-        let server = match common.server_pid {
-            Some(pid) => Some(ProcWatch::new(pid).map_err(|e| format!("--server-pid {pid}: {e}"))?),
-            None => None,
-        };
+        let targets = std::iter::once(&common.url)
+            .chain(&common.also_urls)
+            .map(|url| Target::parse(url, &common.socket_path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let servers = common
+            .server_pid
+            .iter()
+            .map(|&pid| ProcWatch::new(pid).map_err(|e| format!("--server-pid {pid}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Env {
-            connector: Arc::new(Connector::new(target, common.sources, common.op_timeout())),
-            server,
+            connector: Arc::new(Connector::new(targets, common.sources, common.op_timeout())),
+            servers,
             client: ProcWatch::this_process().ok(),
             concurrency: common.concurrency.max(1),
             fd_limit,
@@ -57,20 +62,48 @@ impl Env {
                 self.fd_limit
             );
         }
-        if let Some(limit) = self.server.and_then(|s| s.open_files_limit()) {
-            if limit < needed {
-                eprintln!(
-                    "warning: the server (pid {}) may open {limit} files but needs about {needed}: start it from a shell with `ulimit -n {}`",
-                    self.server.map_or(0, |s| s.pid()),
-                    needed.max(20_000)
-                );
+        // Connections are spread evenly over the nodes.
+        let per_node = needed / self.servers.len().max(1) as u64 + 64;
+        for server in &self.servers {
+            if let Some(limit) = server.open_files_limit() {
+                if limit < per_node {
+                    eprintln!(
+                        "warning: the server (pid {}) may open {limit} files but needs about {per_node}: start it from a shell with `ulimit -n {}`",
+                        server.pid(),
+                        per_node.max(20_000)
+                    );
+                }
             }
         }
     }
 
-    /// The server's CPU and RSS now.
+    /// The servers' CPU and RSS now, summed over the nodes (none when no
+    /// `--server-pid` was given or one cannot be read).
     pub(crate) fn server_sample(&self) -> Option<Sample> {
-        self.server.and_then(|s| s.sample().ok())
+        if self.servers.is_empty() {
+            return None;
+        }
+        let mut sum = Sample {
+            cpu_s: 0.0,
+            sys_s: 0.0,
+            rss_kib: 0,
+        };
+        for server in &self.servers {
+            let sample = server.sample().ok()?;
+            sum.cpu_s += sample.cpu_s;
+            sum.sys_s += sample.sys_s;
+            sum.rss_kib += sample.rss_kib;
+        }
+        Some(sum)
+    }
+
+    /// Each node's RSS now, in KiB, in `--server-pid` order.
+    pub(crate) fn server_rss_per_node(&self) -> Vec<u64> {
+        self.servers
+            .iter()
+            .filter_map(|s| s.sample().ok())
+            .map(|s| s.rss_kib)
+            .collect()
     }
 
     /// This process's CPU and RSS now.
@@ -88,24 +121,42 @@ impl Env {
         Some(Usage::between(before?, self.client_sample()?))
     }
 
-    /// Add the server's open files and limit to `report`, warning when it
-    /// is close to the limit.
+    /// Add the servers' open files (summed over nodes) and the smallest
+    /// limit to `report`, warning about a node close to its limit.
     pub(crate) fn add_server_files(&self, report: &mut Report) {
-        let Some(server) = self.server else {
-            return;
-        };
-        let open = server.open_files();
-        let limit = server.open_files_limit();
-        if let Some(open) = open {
-            report.add("server_open_files", open as u64);
+        let mut open_sum = None;
+        let mut limit_min: Option<u64> = None;
+        for server in &self.servers {
+            let open = server.open_files();
+            let limit = server.open_files_limit();
+            if let Some(open) = open {
+                open_sum = Some(open_sum.unwrap_or(0) + open as u64);
+            }
+            if let Some(limit) = limit {
+                limit_min = Some(limit_min.map_or(limit, |m| m.min(limit)));
+            }
+            if let (Some(open), Some(limit)) = (open, limit) {
+                if open as u64 + 16 >= limit {
+                    eprintln!(
+                        "warning: the server (pid {}) has {open} files open of its limit {limit}: it has probably hit it",
+                        server.pid()
+                    );
+                }
+            }
         }
-        if let Some(limit) = limit {
+        if let Some(open) = open_sum {
+            report.add("server_open_files", open);
+        }
+        if let Some(limit) = limit_min {
             report.add("server_open_files_limit", limit);
         }
-        if let (Some(open), Some(limit)) = (open, limit) {
-            if open as u64 + 16 >= limit {
-                eprintln!("warning: the server has {open} files open of its limit {limit}: it has probably hit it");
-            }
+        if self.servers.len() > 1 {
+            let rss: Vec<String> = self
+                .server_rss_per_node()
+                .iter()
+                .map(|kib| kib.to_string())
+                .collect();
+            report.add("server_rss_per_node_kib", rss.join(" "));
         }
     }
 }

@@ -36,6 +36,12 @@ struct Counters {
     largest: AtomicU64,
     /// When the last client joined, ns since the start.
     last_join_ns: AtomicU64,
+    /// With --kill-pid: when the node was killed (ns since the start; 0
+    /// before), and the list size the other nodes' clients must reach.
+    killed_at_ns: AtomicU64,
+    want_after_kill: AtomicU64,
+    /// Clients on the other nodes that saw the dead node's users leave.
+    left_complete: AtomicU64,
 }
 
 /// Run the scenario.
@@ -44,6 +50,7 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     let counters = Arc::new(Counters::default());
     let errors = Arc::new(Errors::default());
     let complete_at = Arc::new(Histogram::new());
+    let left_at = Arc::new(Histogram::new());
     let permits = Arc::new(Semaphore::new(env.concurrency));
     let (stop_tx, stop_rx) = watch::channel(false);
     let clients = args.clients as u64;
@@ -70,6 +77,7 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
         let counters = Arc::clone(&counters);
         let errors = Arc::clone(&errors);
         let complete_at = Arc::clone(&complete_at);
+        let left_at = Arc::clone(&left_at);
         let permits = Arc::clone(&permits);
         let mut stop = stop_rx.clone();
         let topic = args.topic.clone();
@@ -98,6 +106,7 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
                 .fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             let mut list = PresenceList::new();
             let mut done = false;
+            let mut left_done = false;
             let ended = conn::hold(&mut ws, &mut stop, HEARTBEAT, |text| {
                 counters
                     .bytes
@@ -128,6 +137,14 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
                     complete_at.record(started.elapsed().as_nanos() as u64);
                     counters.complete.fetch_add(1, Ordering::Relaxed);
                 }
+                let killed_at = counters.killed_at_ns.load(Ordering::Acquire);
+                let want = counters.want_after_kill.load(Ordering::Acquire);
+                if killed_at > 0 && !left_done && list.len() as u64 == want {
+                    left_done = true;
+                    let now = started.elapsed().as_nanos() as u64;
+                    left_at.record(now.saturating_sub(killed_at));
+                    counters.left_complete.fetch_add(1, Ordering::Relaxed);
+                }
             })
             .await;
             if ended != Ended::Stopped {
@@ -147,6 +164,12 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     .await;
     let wall_s = started.elapsed().as_secs_f64();
     let server = env.server_usage(server_before);
+    let killed = match (args.kill_pid, args.kill_node) {
+        (Some(pid), Some(node)) if converged => {
+            Some(kill_node(env, args, &counters, started, limit, pid, node).await)
+        }
+        _ => None,
+    };
     let client = env.client_usage(client_before);
     drop(progress);
 
@@ -203,6 +226,22 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     if let Some(client) = client {
         report.add_f("client_cpu_s", client.cpu_s, 2);
     }
+    if let Some((victims, survivors, all_left)) = killed {
+        let left = counters.left_complete.load(Ordering::Relaxed);
+        report
+            .add("killed_node_clients", victims)
+            .add("surviving_clients", survivors)
+            .add("surviving_clients_saw_leaves", left)
+            .add("leaves_complete", all_left);
+        if left > 0 {
+            let s = |q: f64| left_at.quantile(q) as f64 / 1e9;
+            report.add_f("kill_to_leaves_median_s", s(0.5), 3).add_f(
+                "kill_to_leaves_all_s",
+                left_at.max() as f64 / 1e9,
+                3,
+            );
+        }
+    }
     add_errors(&mut report, &errors);
     env.add_server_files(&mut report);
 
@@ -212,6 +251,42 @@ pub(crate) async fn run(env: &Env, args: &PresenceArgs) -> Report {
     })
     .await;
     report
+}
+
+/// `kill -9` node `node` (process `pid`) and wait until every client on
+/// the other nodes lists only the users of the other nodes. Returns the
+/// killed node's client count, the survivors' count, and whether they all
+/// saw the leaves within `limit`.
+async fn kill_node(
+    env: &Env,
+    args: &PresenceArgs,
+    counters: &Counters,
+    started: Instant,
+    limit: Duration,
+    pid: u32,
+    node: usize,
+) -> (u64, u64, bool) {
+    let victims = (0..args.clients)
+        .filter(|&i| env.connector.node_of(i) == node)
+        .count() as u64;
+    let survivors = args.clients as u64 - victims;
+    counters.want_after_kill.store(survivors, Ordering::Release);
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    if !killed.is_ok_and(|s| s.success()) {
+        eprintln!("presence: could not kill -9 {pid}");
+        return (victims, survivors, false);
+    }
+    counters.killed_at_ns.store(
+        started.elapsed().as_nanos().max(1) as u64,
+        Ordering::Release,
+    );
+    let all = wait_until(limit, || {
+        counters.left_complete.load(Ordering::Relaxed) >= survivors
+    })
+    .await;
+    (victims, survivors, all)
 }
 
 #[cfg(test)]

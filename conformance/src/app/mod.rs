@@ -50,12 +50,19 @@ fn connect(info: &ConnectInfo) -> Result<Connected, ConnectRefused> {
 /// `/idle` (websocket, 1500 ms idle timeout), presence diffs unbatched, and
 /// `POST /api/broadcast`.
 pub fn endpoint() -> Endpoint {
+    endpoint_on(fawkes::PubSub::new())
+}
+
+/// [`endpoint`] on a given pubsub (e.g. one joined to a Redis cluster).
+pub fn endpoint_on(pubsub: fawkes::PubSub) -> Endpoint {
     // Benchmarks drive this app with thousands of clients from 127.0.0.1.
-    let builder = Endpoint::builder().http_limits(HttpLimits {
-        max_connections: 1_000_000,
-        max_connections_per_address: 1_000_000,
-        ..HttpLimits::default()
-    });
+    let builder = Endpoint::builder()
+        .pubsub_instance(pubsub)
+        .http_limits(HttpLimits {
+            max_connections: 1_000_000,
+            max_connections_per_address: 1_000_000,
+            ..HttpLimits::default()
+        });
     let pubsub = builder.pubsub().clone();
     builder
         .socket(
@@ -81,11 +88,23 @@ pub fn endpoint() -> Endpoint {
         .build()
 }
 
-/// Serve the conformance app on `addr` until Ctrl-C.
-pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+/// Serve the conformance app on `addr` until Ctrl-C, alone or (with
+/// `cluster`) joined to other nodes over Redis, Phoenix nodes included.
+pub async fn serve(
+    addr: SocketAddr,
+    cluster: Option<fawkes::pubsub::redis::RedisOptions>,
+) -> std::io::Result<()> {
+    let pubsub = match cluster {
+        Some(options) => {
+            fawkes::pubsub::redis::start(options)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?
+                .pubsub
+        }
+        None => fawkes::PubSub::new(),
+    };
     let listener = fawkes::endpoint::bind(addr)?;
     tracing::info!(addr = %listener.local_addr()?, "conformance app listening");
-    endpoint()
+    endpoint_on(pubsub)
         .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })

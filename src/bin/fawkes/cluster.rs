@@ -1,6 +1,8 @@
-//! `[cluster]`: how this node joins other fawkes nodes over Redis. Without
-//! a `redis_url` (file, `--redis-url` or `FAWKES_REDIS_URL`) the node runs
-//! alone and needs no Redis.
+//! `[cluster]`: how this node joins other fawkes nodes, and Phoenix nodes,
+//! over Redis (phoenix_pubsub_redis's wire). Without a `redis_url` (file,
+//! `--redis-url` or `FAWKES_REDIS_URL`) the node runs alone and needs no
+//! Redis. `phoenix_pubsub` names the Elixir app's PubSub to share its
+//! channel; `node_name` is the atom Phoenix nodes see.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,9 +13,17 @@ pub(crate) struct ClusterConfig {
     /// `redis://127.0.0.1:6379`; none means no cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) redis_url: Option<String>,
-    /// This node's name, unique in the cluster (default: a random one).
+    /// This node's name, unique in the cluster (default: a random one);
+    /// Phoenix nodes see it as an atom.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) node_name: Option<String>,
+    /// The Elixir PubSub to join (`MyApp.PubSub`: the Redis channel is
+    /// `phx:Elixir.MyApp.PubSub.Adapter`).
+    pub(crate) phoenix_pubsub: String,
+    /// zlib level 1..=9 for what this node publishes (none or 0: uncompressed,
+    /// as phoenix_pubsub_redis's default `compression_level: 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) compression: Option<u32>,
     /// Shared by every node: signs LongPoll tokens, so a client's requests
     /// may reach any node (env `FAWKES_SECRET_KEY_BASE` overrides it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -31,6 +41,8 @@ impl Default for ClusterConfig {
         Self {
             redis_url: None,
             node_name: None,
+            phoenix_pubsub: fawkes::pubsub::redis::DEFAULT_PUBSUB_NAME.to_owned(),
+            compression: None,
             secret_key_base: None,
             broadcast_period_ms: 500,
             down_period_ms: 4_000,
@@ -72,6 +84,27 @@ impl ClusterConfig {
         self
     }
 
+    /// The mistakes in `[cluster]` that parse but cannot work, as a sentence.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        fawkes::pubsub::redis::wire::check_pubsub_name(&self.phoenix_pubsub)
+            .map_err(|error| format!("[cluster] {error}"))?;
+        if let Some(level) = self.compression.filter(|level| *level > 9) {
+            return Err(format!(
+                "[cluster] compression = {level}: the zlib level must be 0 (none) to 9, as \
+                 phoenix_pubsub_redis's compression_level"
+            ));
+        }
+        if let Some(name) = &self.node_name {
+            if name.is_empty() || name.chars().count() > 255 {
+                return Err(
+                    "[cluster] node_name must have 1 to 255 characters (it is an Erlang atom)"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The Redis engine's options, when a cluster is configured.
     pub(crate) fn redis_options(&self) -> Option<fawkes::pubsub::redis::RedisOptions> {
         let url = self.redis_url.as_ref()?;
@@ -79,7 +112,10 @@ impl ClusterConfig {
             .node_name
             .clone()
             .unwrap_or_else(fawkes::pubsub::redis::random_node_name);
-        Some(fawkes::pubsub::redis::RedisOptions::new(url, node))
+        let mut options = fawkes::pubsub::redis::RedisOptions::new(url, node);
+        options.pubsub_name = self.phoenix_pubsub.clone();
+        options.compression = self.compression;
+        Some(options)
     }
 }
 
@@ -125,6 +161,60 @@ mod tests {
         assert_eq!(options.url, "redis://cli");
         assert_eq!(options.node_name, "cli");
         assert_eq!(options.pubsub_name, "Fawkes.PubSub");
+    }
+
+    #[test]
+    fn phoenix_pubsub_and_compression_reach_the_engine() {
+        let config = ClusterConfig {
+            redis_url: Some("redis://127.0.0.1:6390".into()),
+            phoenix_pubsub: "Conf.PubSub".into(),
+            compression: Some(6),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(config.check(), Ok(()));
+        let options = config
+            .with_overrides(None, Some("fawkes_b"), env(&[]))
+            .redis_options()
+            .expect("clustered");
+        assert_eq!(options.pubsub_name, "Conf.PubSub");
+        assert_eq!(
+            fawkes::pubsub::redis::wire::channel_name(&options.pubsub_name),
+            "phx:Elixir.Conf.PubSub.Adapter"
+        );
+        assert_eq!(options.compression, Some(6));
+        assert_eq!(options.node_name, "fawkes_b");
+    }
+
+    #[test]
+    fn bad_cluster_settings_are_sentences() {
+        let bad = |config: ClusterConfig| config.check().expect_err("refused");
+        let error = bad(ClusterConfig {
+            phoenix_pubsub: "my_app_pubsub".into(),
+            ..ClusterConfig::default()
+        });
+        assert!(
+            error.contains("\"my_app_pubsub\" must look like an Elixir module name"),
+            "{error}"
+        );
+        let error = bad(ClusterConfig {
+            compression: Some(10),
+            ..ClusterConfig::default()
+        });
+        assert!(error.contains("compression = 10"), "{error}");
+        let error = bad(ClusterConfig {
+            node_name: Some("x".repeat(256)),
+            ..ClusterConfig::default()
+        });
+        assert!(error.contains("node_name"), "{error}");
+        assert_eq!(ClusterConfig::default().check(), Ok(()));
+        assert_eq!(
+            ClusterConfig {
+                compression: Some(0),
+                ..ClusterConfig::default()
+            }
+            .check(),
+            Ok(())
+        );
     }
 
     #[test]

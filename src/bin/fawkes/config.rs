@@ -414,6 +414,7 @@ impl Config {
 
     /// The mistakes that parse but cannot work, as a sentence.
     fn check(&self) -> Result<(), String> {
+        self.cluster.check()?;
         self.drain.check()?;
         if self.sockets.is_empty() {
             return Err("no socket is mounted: every [[socket]] is disabled".into());
@@ -688,6 +689,51 @@ mod tests {
         assert_eq!(config.cluster.permdown_period_ms, 9000);
         let error = typed("[cluster]\nredis = 1\n", &path).expect_err("unknown key");
         assert!(error.to_string().contains("line 2"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_phoenix_pubsub_to_join_is_checked_and_printed() {
+        let dir = std::env::temp_dir().join(format!("fawkes-phx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("mixed.toml");
+        std::fs::write(
+            &path,
+            "[cluster]\nphoenix_pubsub = \"Conf.PubSub\"\ncompression = 6\n",
+        )
+        .expect("write");
+        let config = Config::load(Some(&path)).expect("valid");
+        assert_eq!(config.cluster.phoenix_pubsub, "Conf.PubSub");
+        assert_eq!(config.cluster.compression, Some(6));
+        // `fawkes check-config` prints it back.
+        let printed: toml::Table = config.to_toml().parse().expect("TOML");
+        assert_eq!(
+            printed["cluster"]["phoenix_pubsub"].as_str(),
+            Some("Conf.PubSub")
+        );
+        assert_eq!(printed["cluster"]["compression"].as_integer(), Some(6));
+        // The default is fawkes's own PubSub, uncompressed.
+        let printed: toml::Table = Config::load(None)
+            .expect("default")
+            .to_toml()
+            .parse()
+            .expect("TOML");
+        assert_eq!(
+            printed["cluster"]["phoenix_pubsub"].as_str(),
+            Some("Fawkes.PubSub")
+        );
+        assert!(printed["cluster"].get("compression").is_none());
+        for (text, sentence) in [
+            (
+                "[cluster]\nphoenix_pubsub = \"my_app.pubsub\"\n",
+                "must look like an Elixir module name",
+            ),
+            ("[cluster]\ncompression = 12\n", "compression = 12"),
+        ] {
+            std::fs::write(&path, text).expect("write");
+            let error = Config::load(Some(&path)).expect_err(text).to_string();
+            assert!(error.contains(sentence), "{error}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -51,8 +51,12 @@ pub struct RedisOptions {
     pub url: String,
     /// This node's name, unique in the cluster.
     pub node_name: String,
-    /// The PubSub name (the channel is `phx:Elixir.<name>.Adapter`).
+    /// The PubSub name (the channel is `phx:Elixir.<name>.Adapter`): the
+    /// Elixir app's PubSub module (e.g. `MyApp.PubSub`) to join its nodes.
     pub pubsub_name: String,
+    /// zlib level 1..=9 for what this node publishes (`None` or 0:
+    /// uncompressed, phoenix_pubsub_redis's default).
+    pub compression: Option<u32>,
 }
 
 impl RedisOptions {
@@ -62,6 +66,7 @@ impl RedisOptions {
             url: url.into(),
             node_name: node_name.into(),
             pubsub_name: DEFAULT_PUBSUB_NAME.to_owned(),
+            compression: None,
         }
     }
 }
@@ -75,6 +80,12 @@ pub enum ClusterError {
     /// The node name is empty or longer than an Erlang atom allows.
     #[error("the node name must have 1 to 255 bytes")]
     NodeName,
+    /// The PubSub name is not an Elixir module name.
+    #[error("{0}")]
+    PubSubName(#[from] wire::PubSubNameError),
+    /// The compression level is not 0..=9.
+    #[error("compression level {0} is not in 0..=9")]
+    Compression(u32),
 }
 
 /// What the engine did, readable while it runs.
@@ -85,6 +96,7 @@ pub struct ClusterStats {
     received: AtomicU64,
     own_echoes: AtomicU64,
     garbage: AtomicU64,
+    no_json_form: AtomicU64,
     receive_dropped: AtomicU64,
     connected: AtomicBool,
 }
@@ -105,6 +117,10 @@ pub struct StatsSnapshot {
     /// Messages on the channel that were not broadcasts for fawkes
     /// (garbage, other versions, Phoenix.Tracker traffic): dropped.
     pub garbage: u64,
+    /// Broadcasts from other nodes dropped because their payload holds a
+    /// term with no JSON form (pid, reference, port, fun, tuple other than
+    /// `{:binary, bytes}`, non-UTF-8 binary...): each is logged as a warning.
+    pub no_json_form: u64,
     /// Messages dropped because this node fell behind reading them.
     pub receive_dropped: u64,
     /// Whether the last check of the connection succeeded.
@@ -121,6 +137,7 @@ impl ClusterStats {
             received: get(&self.received),
             own_echoes: get(&self.own_echoes),
             garbage: get(&self.garbage),
+            no_json_form: get(&self.no_json_form),
             receive_dropped: get(&self.receive_dropped),
             connected: self.connected.load(Ordering::Relaxed),
         }
@@ -147,6 +164,9 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
     if options.node_name.is_empty() || options.node_name.len() > wire::MAX_NODE_NAME {
         return Err(ClusterError::NodeName);
     }
+    wire::check_pubsub_name(&options.pubsub_name)?;
+    let encoding = wire::encode_options(options.compression)
+        .ok_or(ClusterError::Compression(options.compression.unwrap_or(0)))?;
     let mut info = options
         .url
         .as_str()
@@ -170,6 +190,7 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
         tokio::spawn(writer.run(publish_rx, push_tx));
         RedisAdapter {
             node: node.clone(),
+            encoding,
             queue: publish_tx,
             stats: stats.clone(),
         }
@@ -181,13 +202,14 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
 /// The adapter half that runs on the broadcasting task.
 struct RedisAdapter {
     node: Arc<str>,
+    encoding: fawkes_etf::EncodeOptions,
     queue: mpsc::Sender<Vec<u8>>,
     stats: Arc<ClusterStats>,
 }
 
 impl Adapter for RedisAdapter {
     fn publish(&self, broadcast: &Broadcast) {
-        let bytes = match wire::encode(&self.node, broadcast) {
+        let bytes = match wire::encode_with(&self.node, broadcast, &self.encoding) {
             Ok(bytes) => bytes,
             Err(error) => {
                 ClusterStats::add(&self.stats.publish_failed, 1);
@@ -335,6 +357,11 @@ async fn read(
             Ok(wire::Incoming::Broadcast(broadcast)) => broadcast,
             Ok(wire::Incoming::NotForUs) => {
                 ClusterStats::add(&stats.own_echoes, 1);
+                continue;
+            }
+            Err(error @ wire::Rejected::NoJsonForm { .. }) => {
+                ClusterStats::add(&stats.no_json_form, 1);
+                tracing::warn!(%error, "dropping a broadcast from another node");
                 continue;
             }
             Err(error) => {

@@ -22,6 +22,46 @@ pub fn channel_name(pubsub: &str) -> String {
     phx::channel_name(pubsub)
 }
 
+/// Why a PubSub name cannot name an Elixir PubSub.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "phoenix_pubsub {0:?} must look like an Elixir module name, the `name:` of the app's \
+     {{Phoenix.PubSub, ...}} child (for example \"MyApp.PubSub\"): dot-separated parts, each \
+     an ASCII capital letter followed by letters, digits or underscores"
+)]
+pub struct PubSubNameError(pub String);
+
+/// Check that `name` is an Elixir module name such as `MyApp.PubSub` (an
+/// `Elixir.` prefix is allowed): the Redis channel is derived from it.
+pub fn check_pubsub_name(name: &str) -> Result<(), PubSubNameError> {
+    let bare = name.strip_prefix("Elixir.").unwrap_or(name);
+    let part_ok = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(|c| c.is_ascii_uppercase())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    // The whole channel name must fit the atom Elixir builds from it.
+    if bare.len() <= 200 && bare.split('.').all(part_ok) {
+        Ok(())
+    } else {
+        Err(PubSubNameError(name.to_owned()))
+    }
+}
+
+/// The encoder options for a compression level (`None` or 0: uncompressed;
+/// 1..=9: `term_to_binary(msg, compressed: level)`), or `None` when the
+/// level is out of range.
+pub fn encode_options(compression: Option<u32>) -> Option<EncodeOptions> {
+    match compression {
+        None | Some(0) => Some(EncodeOptions::default()),
+        Some(level @ 1..=9) => Some(EncodeOptions {
+            compression: Some(level),
+            ..EncodeOptions::default()
+        }),
+        Some(_) => None,
+    }
+}
+
 /// Why a broadcast could not be encoded for the wire.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -33,8 +73,18 @@ pub enum EncodeError {
     Term(#[from] fawkes_etf::EncodeError),
 }
 
-/// Encode `broadcast` published by `node`, once, for every other node.
+/// Encode `broadcast` published by `node`, once, for every other node
+/// (uncompressed).
 pub fn encode(node: &str, broadcast: &Broadcast) -> Result<Vec<u8>, EncodeError> {
+    encode_with(node, broadcast, &EncodeOptions::default())
+}
+
+/// [`encode`] with the given encoder options (compression, atom style).
+pub fn encode_with(
+    node: &str,
+    broadcast: &Broadcast,
+    options: &EncodeOptions,
+) -> Result<Vec<u8>, EncodeError> {
     let parsed;
     let payload = match &broadcast.payload {
         Payload::Json(value) => PayloadRef::Json(value),
@@ -50,7 +100,7 @@ pub fn encode(node: &str, broadcast: &Broadcast) -> Result<Vec<u8>, EncodeError>
         &broadcast.topic,
         &broadcast.event,
         payload,
-        &EncodeOptions::default(),
+        options,
     )?)
 }
 
@@ -128,6 +178,50 @@ mod tests {
         assert_eq!(
             channel_name("Fawkes.PubSub"),
             "phx:Elixir.Fawkes.PubSub.Adapter"
+        );
+    }
+
+    #[test]
+    fn pubsub_names_must_be_elixir_modules() {
+        for good in [
+            "Fawkes.PubSub",
+            "MyApp.PubSub",
+            "Conf.PubSub",
+            "Elixir.A_1.B2",
+            "X",
+        ] {
+            assert_eq!(check_pubsub_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "myapp.pubsub",
+            "MyApp..PubSub",
+            "MyApp.PubSub.",
+            ":my_pubsub",
+            "My App",
+            "Elixir.",
+            "Ünï.PubSub",
+        ] {
+            let error = check_pubsub_name(bad).expect_err(bad);
+            assert!(error.to_string().contains("Elixir module name"), "{error}");
+        }
+    }
+
+    #[test]
+    fn compression_levels_choose_the_encoding() {
+        assert_eq!(encode_options(None), Some(EncodeOptions::default()));
+        assert_eq!(encode_options(Some(0)), Some(EncodeOptions::default()));
+        assert_eq!(encode_options(Some(9)).and_then(|o| o.compression), Some(9));
+        assert_eq!(encode_options(Some(10)), None);
+        // A payload worth compressing goes out as `83 50 <size>`, and decodes back.
+        let b = broadcast(Payload::Json(serde_json::json!({"body": "a".repeat(500)})));
+        let options = encode_options(Some(6)).expect("valid level");
+        let bytes = encode_with("node_a", &b, &options).expect("encodes");
+        assert_eq!(bytes.get(..2), Some(&[131, 80][..]));
+        assert!(bytes.len() < encode("node_a", &b).expect("encodes").len());
+        assert_eq!(
+            decode(&bytes, "node_b").expect("decodes"),
+            Incoming::Broadcast(b)
         );
     }
 

@@ -298,7 +298,7 @@ enum End {
 async fn run(
     id: SessionId,
     session: Arc<LpSession>,
-    mut outbound: crate::session::QueueReceiver<WireFrame>,
+    mut outbound: crate::session::OutboundReceiver,
     mut done: JoinHandle<DisconnectReason>,
     expiry: Duration,
     counters: Arc<crate::metrics::Counters>,

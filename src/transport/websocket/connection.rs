@@ -24,7 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::wakeups::{Wakeups, SESSION, WRITER};
 use crate::endpoint::limits::ConnectionPermit;
 use crate::session::Services;
-use crate::session::{self, DisconnectReason, Driver, InFrame, QueueReceiver, WireFrame};
+use crate::session::{self, DisconnectReason, Driver, InFrame, OutboundReceiver, WireFrame};
 use crate::socket::{Connected, Socket};
 
 /// Frames written before one flush.
@@ -68,7 +68,7 @@ pub(super) fn run<S: Io>(
 /// One websocket connection.
 pub(super) struct Connection<S> {
     driver: Driver<WsInbound<S>>,
-    outbound: QueueReceiver<WireFrame>,
+    outbound: OutboundReceiver,
     /// Which half a wake-up is for.
     wakeups: Wakeups,
     /// The socket refused a write; the reading side will see it end.
@@ -156,7 +156,7 @@ fn poll_close<S: Io>(
 /// queue is drained or the socket is full (woken again by either).
 fn poll_write<S: Io>(
     ws: &mut WebSocketStream<S>,
-    outbound: &mut QueueReceiver<WireFrame>,
+    outbound: &mut OutboundReceiver,
     cx: &mut Context<'_>,
 ) -> Result<(), tungstenite::Error> {
     let mut ws = Pin::new(ws);
