@@ -137,7 +137,17 @@ async fn the_page_wants_admin_and_the_secret_and_the_socket_a_fresh_token() {
 
 /// Snapshots until one satisfies `ok` (fails after 10 s).
 async fn snapshot_where(dashboard: &mut Client, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    snapshot_within(Duration::from_secs(10), dashboard, what, ok).await
+}
+
+/// Snapshots until one satisfies `ok` (fails after `limit`).
+async fn snapshot_within(
+    limit: Duration,
+    dashboard: &mut Client,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -252,5 +262,38 @@ async fn snapshots_follow_clients_and_list_a_topics_presences() {
     assert_eq!(after["evictions"]["slow_client"], 0);
     assert!(after["refused"].get("invalid_frame").is_some(), "{after}");
     drop(alice);
+    fawkes.stop().await;
+}
+
+#[tokio::test]
+async fn in_a_cluster_the_snapshot_shows_the_node_and_its_redis_link() {
+    let mut redis = support::redis::RedisServer::start();
+    let config = format!(
+        "{CONFIG}[cluster]\nredis_url = \"{}\"\nnode_name = \"dash-a\"\n",
+        redis.url()
+    );
+    let fawkes = Fawkes::start(Some(&config), &[]).await;
+    let auth = basic("admin", "peek-a-boo");
+    let (_, _, page) = get(fawkes.port, "/dashboard", &[("authorization", &auth)]).await;
+    let mut dashboard = Client::connect(&dashboard_url(fawkes.port, &token_of(&page))).await;
+    dashboard.join("fawkes:dashboard", "1").await;
+    let up = snapshot_where(&mut dashboard, "the redis link up", |s| {
+        s["cluster"]["redis_connected"] == true
+    })
+    .await;
+    assert_eq!(up["cluster"]["node"], "dash-a", "{up}");
+    redis.kill();
+    // The engine notices at its next failed check (bounded by its own
+    // timeouts and reconnect back-off).
+    let down = snapshot_within(
+        Duration::from_secs(40),
+        &mut dashboard,
+        "the redis link down",
+        |s| s["cluster"]["redis_connected"] == false,
+    )
+    .await;
+    assert_eq!(down["cluster"]["node"], "dash-a");
+    let log = fawkes.log().join("\n");
+    assert!(log.contains("lost redis"), "{log}");
     fawkes.stop().await;
 }
