@@ -46,7 +46,7 @@ struct Times {
 
 /// Run the scenario.
 pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<Report, String> {
-    let Some(server) = &env.server else {
+    let Some(server) = env.servers.first() else {
         return Err("--server-pid is required: the bench sends that process SIGTERM".into());
     };
     let pid = server.pid();
@@ -54,7 +54,11 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
     if other.addr == env.connector.target().addr {
         return Err("--reconnect-url must be another node than --url".into());
     }
-    let other = Arc::new(Connector::new(other, common.sources, common.op_timeout()));
+    let other = Arc::new(Connector::new(
+        vec![other],
+        common.sources,
+        common.op_timeout(),
+    ));
     env.check_capacity(args.conns * 2);
     let counters = Arc::new(Counters::default());
     let times = Arc::new(Times::default());
@@ -168,8 +172,10 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
         .add("joined", joined)
         .add("closed", closed.len() as u64)
         .add("rejoined", rejoined.len() as u64);
-    let codes = times.close_codes.lock().expect("codes");
-    let codes: Vec<String> = codes.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+    let codes: Vec<String> = {
+        let codes = times.close_codes.lock().expect("codes");
+        codes.iter().map(|(c, n)| format!("{c}:{n}")).collect()
+    };
     report.add("close_codes", codes.join(" "));
     add_errors(&mut report, &errors);
     add_quantiles(&mut report, "close_ms", &closed);
