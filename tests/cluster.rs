@@ -3,6 +3,8 @@
 //! different nodes see each other's broadcasts (`broadcast_from` skips only
 //! the sender), a `disconnect` and `POST /api/broadcast` cross nodes, a
 //! Redis restart is survived, and garbage on the channel is ignored.
+//! Presence replicated over the engine uses channels of its own and
+//! survives garbage there too.
 
 mod support;
 
@@ -10,9 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fawkes::endpoint::handle_broadcast;
+use fawkes::presence::replication::{Replication, ReplicationOptions};
+use fawkes::presence::{Presence, PresenceOptions};
 use fawkes::pubsub::redis::{self as engine, ClusterStats, RedisOptions};
 use fawkes::pubsub::InProcessCluster;
 use fawkes::{ConnectInfo, Connected, Endpoint, PubSub, Socket, SocketOptions};
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::redis::RedisServer;
 use support::{Client, Server};
@@ -381,4 +386,88 @@ async fn garbage_on_the_channel_is_dropped() {
     // it; every node drops it.
     assert_eq!(nodes[1].1.snapshot().garbage, 4);
     wait_for(|| nodes[0].1.snapshot().garbage == 4).await;
+}
+
+/// A presence service replicated over the Redis engine, as `fawkes serve`
+/// wires it.
+fn replicated(redis: &RedisServer, name: &str) -> (Presence, engine::gossip::GossipLink) {
+    let cluster = engine::start(RedisOptions::new(redis.url(), name)).expect("valid options");
+    let presence = Presence::new(cluster.pubsub.clone(), PresenceOptions::default());
+    Replication::over_redis(&presence, ReplicationOptions::new(name), &cluster.gossip)
+        .expect("replication starts");
+    (presence, cluster.gossip)
+}
+
+fn keys(presence: &Presence) -> Vec<String> {
+    let text = match presence.list("room:p") {
+        fawkes::Payload::RawJson(text) => text.to_string(),
+        other => panic!("lists are pre-encoded: {other:?}"),
+    };
+    let list: Value = serde_json::from_str(&text).expect("json");
+    list.as_object().expect("object").keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn presence_gossip_has_its_own_channels_and_survives_garbage() {
+    let redis = RedisServer::start();
+    let client = redis::Client::open(redis.url()).expect("url");
+    // A phoenix_pubsub_redis node listening on the broadcast channel.
+    let mut phoenix = client.get_async_pubsub().await.expect("connect");
+    phoenix
+        .subscribe(engine::wire::channel_name(engine::DEFAULT_PUBSUB_NAME))
+        .await
+        .expect("subscribe");
+    let (a, link_a) = replicated(&redis, "node_a");
+    let (b, link_b) = replicated(&redis, "node_b");
+    a.track(1, "room:p", "alice", serde_json::Map::new())
+        .expect("track");
+    wait_for(|| keys(&b) == ["alice"]).await;
+
+    // Garbage on every gossip channel, including hostile envelopes.
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let everyone = engine::gossip::broadcast_channel(engine::DEFAULT_PUBSUB_NAME);
+    let to_b = engine::gossip::node_channel(engine::DEFAULT_PUBSUB_NAME, "node_b");
+    let garbage: [&[u8]; 5] = [
+        b"",
+        b"FG\x01\xff\x00",
+        b"FG\x01\x01zP\x01{not json",
+        b"FG\x01\x01zP\x01{\"type\":\"heartbeat\"}",
+        &[0xff; 4096],
+    ];
+    for bytes in garbage {
+        for channel in [&everyone, &to_b] {
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(bytes)
+                .query_async(&mut conn)
+                .await
+                .expect("publish");
+        }
+    }
+    wait_for(|| link_b.stats().gossip_garbage == 10).await;
+    wait_for(|| link_a.stats().gossip_garbage == 5).await;
+
+    // Replication goes on after the garbage.
+    b.track(1, "room:p", "bob", serde_json::Map::new())
+        .expect("track");
+    wait_for(|| keys(&a) == ["alice", "bob"]).await;
+    let before = link_a.stats().gossip_sent;
+    wait_for(|| link_a.stats().gossip_sent >= before + 3).await;
+    assert!(link_a.stats().own_echoes > 0, "own echoes are skipped");
+    assert!(link_b.stats().gossip_received > 0);
+
+    // None of that gossip reached the broadcast channel.
+    let mut messages = phoenix.on_message();
+    let heard = tokio::time::timeout(Duration::from_millis(200), messages.next()).await;
+    assert!(
+        heard.is_err(),
+        "a broadcast-channel listener got {:?}",
+        heard
+            .ok()
+            .flatten()
+            .map(|m| m.get_channel_name().to_owned())
+    );
 }

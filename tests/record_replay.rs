@@ -145,13 +145,17 @@ async fn chat_session(port: u16) {
     pause().await;
     let mut bob = connect(port, "bob").await;
     pause().await;
-    // Pipelined: bob's join and his first message go out back to back.
-    send(&mut bob, json!(["1", "1", "room:lobby", "phx_join", {}])).await;
-    send(
-        &mut bob,
-        json!(["1", "2", "room:lobby", "typing", {"on": true}]),
-    )
-    .await;
+    // Pipelined: bob's join and his first message go out back to back, in
+    // one write, so nothing can arrive between them.
+    let join = json!(["1", "1", "room:lobby", "phx_join", {}]);
+    let typing = json!(["1", "2", "room:lobby", "typing", {"on": true}]);
+    bob.feed(Message::text(join.to_string()))
+        .await
+        .expect("feed");
+    bob.feed(Message::text(typing.to_string()))
+        .await
+        .expect("feed");
+    bob.flush().await.expect("flush");
     recv_event(&mut alice, "typing").await;
     pause().await;
     send(

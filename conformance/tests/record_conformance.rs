@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fawkes_replay::equivalence::equivalent;
 use fawkes_replay::http::BaseUrl;
-use fawkes_replay::record::{self, Filter, RecorderConfig};
+use fawkes_replay::record::{self, Filter, Grouping, RecorderConfig};
 use fawkes_replay::{run_transcript, RunConfig, Transcript};
 use tokio::net::TcpListener;
 
@@ -74,6 +74,7 @@ async fn recording_the_conformance_replay_gives_back_equivalent_transcripts() {
         max_pause: Duration::from_secs(10),
         max_file_bytes: 1 << 20,
         filter: Filter::default(),
+        grouping: Grouping::Time,
     };
     let upstream = BaseUrl::parse(&format!("http://{app_addr}")).expect("url");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -83,9 +83,12 @@ function canConnect(port){
 const running = new Set()
 const servers = new Set()
 const sockets = new Set()
-// Once the test file is done: disconnect every socket, then stop every server.
+// Once the test file is done: disconnect every socket (waiting, at most 2 s,
+// until each is closed, so that a recording proxy sees the closes and the
+// frames still on their way), then stop every server.
 after(async () => {
-  for(const s of sockets){ s.disconnect() }
+  await Promise.all([...sockets].map(s =>
+    within(2000, "socket to close", new Promise(resolve => s.disconnect(resolve))).catch(() => {})))
   sockets.clear()
   for(const server of servers){ await server.stop() }
   servers.clear()
@@ -137,22 +140,70 @@ export async function startServer(bin, argsFor, {port, label = path.basename(bin
     await sleep(25)
   }
 
+  const proxy = process.env.FAWKES_RECORD_OUT ? await startRecorder(port, label) : null
+  const front = proxy ? proxy.port : port
   const server = {
-    port,
+    port: front,
     label,
     child,
-    httpUrl: `http://127.0.0.1:${port}`,
-    socketUrl: `ws://127.0.0.1:${port}/socket`,
+    httpUrl: `http://127.0.0.1:${front}`,
+    socketUrl: `ws://127.0.0.1:${front}/socket`,
     log: () => log,
     get exited(){ return exited },
-    /** Kills the server (SIGKILL unless told otherwise) and waits until it is gone. */
+    /**
+     * Kills the server (SIGKILL unless told otherwise) and waits until it is
+     * gone; a recording proxy in front of it is stopped first (SIGTERM, so it
+     * writes its open transcripts).
+     */
     async stop(signal = "SIGKILL"){
+      if(proxy){ await proxy.stop() }
       if(!exited){ child.kill(signal) }
       await within(5000, `${label} to exit`, exitPromise)
     },
   }
   servers.add(server)
   return server
+}
+
+/**
+ * With FAWKES_RECORD_OUT set, every server a test starts is put behind
+ * `fawkes record` (its transcripts go to $FAWKES_RECORD_OUT/<label>/<port>, options
+ * from FAWKES_RECORD_ARGS, split on spaces) and the tests talk to the proxy.
+ * tests/js_record_replay.rs uses this to record this suite's traffic.
+ */
+async function startRecorder(upstreamPort, label){
+  // One folder per proxy: transcript names are unique per recorder only.
+  const out = path.join(process.env.FAWKES_RECORD_OUT, label, String(upstreamPort))
+  const extra = (process.env.FAWKES_RECORD_ARGS || "").split(" ").filter(Boolean)
+  const child = spawn(binary("fawkes"), ["record", "--upstream", `http://127.0.0.1:${upstreamPort}`,
+    "--listen", "127.0.0.1:0", "--out", out, "--log-level", "warn", ...extra], {
+    cwd: repoRoot,
+    stdio: ["ignore", "pipe", "pipe"],
+  })
+  let log = ""
+  child.stderr.on("data", chunk => { log = (log + chunk.toString()).slice(-20000) })
+  running.add(child)
+  const exitPromise = new Promise(resolve => child.once("exit", (code, signal) => {
+    running.delete(child)
+    resolve({code, signal})
+  }))
+  // The first line on stdout names the port: "fawkes record: listening on http://127.0.0.1:PORT, ..."
+  const port = await within(10000, "fawkes record to listen", new Promise((resolve, reject) => {
+    let seen = ""
+    child.stdout.on("data", chunk => {
+      seen += chunk.toString()
+      const m = seen.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/)
+      if(m){ resolve(Number(m[1])) }
+    })
+    exitPromise.then(status => reject(new Error(`fawkes record exited early: ${JSON.stringify(status)}:\n${log}`)))
+  }))
+  return {
+    port,
+    async stop(){
+      child.kill("SIGTERM")
+      await within(10000, "fawkes record to exit", exitPromise)
+    },
+  }
 }
 
 /** The conformance app of shared/conformance/APP.md. */

@@ -66,9 +66,9 @@ describe("/metrics during a phoenix.js session", () => {
     assert.equal(during[joinsRefused] - before[joinsRefused], 1)
     // Frames in: two joins, the push, the refused join (and heartbeats).
     assert.ok(during.fawkes_messages_in_total - before.fawkes_messages_in_total >= 4, JSON.stringify(during))
-    // The relayed push and the presence diffs are broadcasts; each reached someone.
-    assert.ok(during.fawkes_broadcasts_total - before.fawkes_broadcasts_total >= 2)
-    assert.ok(during.fawkes_deliveries_total - before.fawkes_deliveries_total >= 2)
+    // The relayed push is a broadcast that reached bob.
+    assert.ok(during.fawkes_broadcasts_total - before.fawkes_broadcasts_total >= 1, JSON.stringify(during))
+    assert.ok(during.fawkes_deliveries_total - before.fawkes_deliveries_total >= 1, JSON.stringify(during))
     // Out: at least the three join replies, the relayed push, the presence state pushes.
     assert.ok(during.fawkes_messages_out_total - before.fawkes_messages_out_total >= 6)
     assert.equal(during.fawkes_http_connections >= 1, true)

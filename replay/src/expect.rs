@@ -7,7 +7,8 @@
 //! arrive before or after the connection's `presence_diff`s (Phoenix races
 //! them), while everything else keeps the recorded order per connection.
 //! Different connections are independent. [`Races`] turns the
-//! `presence_state` leniency off, and observations recorded as
+//! `presence_state` leniency off, or lets the frames of different channels
+//! of one connection interleave; observations recorded as
 //! `server_initiated` are left out unless demanded.
 
 use std::collections::{HashMap, VecDeque};
@@ -51,6 +52,19 @@ pub struct Races {
     pub presence_state: bool,
     /// The `messages` of one longpoll response may come in any order.
     pub longpoll_batch: bool,
+    /// The frames of different channels of one connection may interleave
+    /// in any order; each channel's frames keep their recorded order. A
+    /// channel is a topic with one join_ref (broadcasts, without join_ref,
+    /// count as a channel of their topic): in Phoenix each joined channel
+    /// is a process of its own, so what two of them send to the socket
+    /// (or a broadcast and a reply) races.
+    pub channels: bool,
+    /// A frame that the recording places after the next action, and that
+    /// the next action's answers start with on its connection, may arrive
+    /// before that action: a recording cannot tell whether a client acted
+    /// before or after a push already on its way (a channel's push right
+    /// after its join reply, while the client goes on).
+    pub ahead: bool,
 }
 
 impl Default for Races {
@@ -59,6 +73,8 @@ impl Default for Races {
         Self {
             presence_state: true,
             longpoll_batch: false,
+            channels: false,
+            ahead: false,
         }
     }
 }
@@ -67,6 +83,7 @@ impl Default for Races {
 #[derive(Debug, Default)]
 pub struct Expectations {
     conns: HashMap<String, ConnQueues>,
+    races: Races,
 }
 
 impl Expectations {
@@ -90,7 +107,7 @@ impl Expectations {
                 queues.other.push_back(e.clone());
             }
         }
-        Self { conns }
+        Self { conns, races }
     }
 
     /// Whether every expected observation has arrived.
@@ -130,11 +147,23 @@ impl Expectations {
         } else {
             return Offer::Unexpected;
         };
-        let Some(head) = queue.front() else {
+        // With the channel race, the live frame is compared with the first
+        // outstanding frame of its channel (else with the head, to show
+        // the difference).
+        let index = if self.races.channels {
+            let live = channel_observed(got);
+            queue
+                .iter()
+                .position(|e| channel_expected(&e.expected) == live)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let Some(head) = queue.get(index) else {
             return Offer::Unexpected;
         };
         match match_observation(&head.expected, got, bindings) {
-            Ok(()) => match queue.pop_front() {
+            Ok(()) => match queue.remove(index) {
                 Some(e) => Offer::Matched(e),
                 None => Offer::Unexpected,
             },
@@ -143,6 +172,67 @@ impl Expectations {
                 difference,
             },
         }
+    }
+}
+
+/// A channel of a connection: topic and join_ref (`None` for a broadcast).
+/// Frames that are not channel frames (closes, unparsable text) have none.
+type Channel = Option<(String, Option<String>)>;
+
+fn channel_expected(e: &Expected) -> Channel {
+    match e {
+        Expected::Text(t) => channel_of_text(t),
+        Expected::Binary(b) => channel_of_binary(b),
+        Expected::Closed { .. } => None,
+    }
+}
+
+fn channel_observed(o: &Observed) -> Channel {
+    match o {
+        Observed::Text(t) => channel_of_text(t),
+        Observed::Binary(b) => channel_of_binary(b),
+        Observed::Closed(..) => None,
+    }
+}
+
+fn channel_of_text(text: &str) -> Channel {
+    use serde_json::Value;
+    let as_ref = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::Array(items) if items.len() == 5 => {
+            Some((items[2].as_str()?.to_owned(), as_ref(items.first())))
+        }
+        Value::Object(map) => Some((
+            map.get("topic")?.as_str()?.to_owned(),
+            as_ref(map.get("join_ref")),
+        )),
+        _ => None,
+    }
+}
+
+/// The channel of a V2 binary frame from the server: a push (join_ref,
+/// topic, event), a reply (join_ref, ref, topic, status) or a broadcast
+/// (topic, event).
+fn channel_of_binary(data: &[u8]) -> Channel {
+    let (&kind, rest) = data.split_first()?;
+    let text = |from: usize, len: u8| -> Option<String> {
+        let bytes = rest.get(from..from + usize::from(len))?;
+        String::from_utf8(bytes.to_vec()).ok()
+    };
+    match kind {
+        0 => {
+            let (&join_len, &topic_len) = (rest.first()?, rest.get(1)?);
+            let join_ref = text(3, join_len)?;
+            Some((text(3 + usize::from(join_len), topic_len)?, Some(join_ref)))
+        }
+        1 => {
+            let (&join_len, &ref_len, &topic_len) = (rest.first()?, rest.get(1)?, rest.get(2)?);
+            let join_ref = text(4, join_len)?;
+            let topic_at = 4 + usize::from(join_len) + usize::from(ref_len);
+            Some((text(topic_at, topic_len)?, Some(join_ref)))
+        }
+        2 => Some((text(2, *rest.first()?)?, None)),
+        _ => None,
     }
 }
 
@@ -302,6 +392,8 @@ mod tests {
         let strict = Races {
             presence_state: false,
             longpoll_batch: false,
+            channels: false,
+            ahead: false,
         };
         let mut ex = Expectations::new(&[text(6, "a", DIFF), text(7, "a", STATE)], strict, false);
         match ex.offer("a", &live(LIVE_STATE), &mut b) {
@@ -411,5 +503,73 @@ mod tests {
             ex.offer("a", &Observed::Binary(vec![2, 3]), &mut b),
             Offer::Matched(_)
         ));
+    }
+
+    #[test]
+    fn channels_interleave_only_with_the_channel_race() {
+        const A_REPLY: &str = r#"["1","2","room:a","phx_reply",{"response":{},"status":"ok"}]"#;
+        const A_PUSH: &str = r#"["1",null,"room:a","tick",{"n":1}]"#;
+        const A_PUSH_2: &str = r#"["1",null,"room:a","tick",{"n":2}]"#;
+        const B_REPLY: &str = r#"["3","3","room:b","phx_reply",{"response":{},"status":"ok"}]"#;
+        // The same topic joined again: another channel.
+        const A_AGAIN: &str = r#"["4","4","room:a","phx_reply",{"response":{},"status":"ok"}]"#;
+        let expected = [
+            text(1, "a", A_REPLY),
+            text(2, "a", A_PUSH),
+            text(3, "a", A_PUSH_2),
+            text(4, "a", B_REPLY),
+            text(5, "a", A_AGAIN),
+        ];
+        let races = Races {
+            channels: true,
+            ..Races::default()
+        };
+        let mut b = Bindings::new();
+        let mut ex = Expectations::new(&expected, races, false);
+        let offer = |ex: &mut Expectations, b: &mut Bindings, t: &str| ex.offer("a", &live(t), b);
+        assert!(matches!(offer(&mut ex, &mut b, A_AGAIN), Offer::Matched(e) if e.step == 5));
+        assert!(matches!(offer(&mut ex, &mut b, B_REPLY), Offer::Matched(e) if e.step == 4));
+        // Within room:a (join_ref 1) the recorded order holds.
+        match offer(&mut ex, &mut b, A_PUSH_2) {
+            Offer::Mismatch { expected, .. } => assert_eq!(expected.step, 1),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(offer(&mut ex, &mut b, A_REPLY), Offer::Matched(e) if e.step == 1));
+        assert!(matches!(offer(&mut ex, &mut b, A_PUSH), Offer::Matched(e) if e.step == 2));
+        assert!(matches!(offer(&mut ex, &mut b, A_PUSH_2), Offer::Matched(e) if e.step == 3));
+        assert!(ex.is_done());
+
+        // Without the race, another channel's frame may not overtake.
+        let mut ex = Expectations::new(&expected, Races::default(), false);
+        match ex.offer("a", &live(B_REPLY), &mut b) {
+            Offer::Mismatch { expected, .. } => assert_eq!(expected.step, 1),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn finds_the_channel_of_binary_frames() {
+        // push: join_ref "1", topic "r:x", event "ev"
+        let mut push = vec![0u8, 1, 3, 2];
+        push.extend_from_slice(b"1r:xev\x01");
+        assert_eq!(
+            channel_of_binary(&push),
+            Some(("r:x".into(), Some("1".into())))
+        );
+        // reply: join_ref "1", ref "22", topic "r:x", status "ok"
+        let mut reply = vec![1u8, 1, 2, 3, 2];
+        reply.extend_from_slice(b"122r:xok");
+        assert_eq!(
+            channel_of_binary(&reply),
+            Some(("r:x".into(), Some("1".into())))
+        );
+        let mut broadcast = vec![2u8, 3, 2];
+        broadcast.extend_from_slice(b"r:xev");
+        assert_eq!(channel_of_binary(&broadcast), Some(("r:x".into(), None)));
+        assert_eq!(channel_of_binary(&[1, 9, 9, 9]), None);
+        assert_eq!(
+            channel_of_text(r#"[null,null,"t","e",{}]"#),
+            Some(("t".into(), None))
+        );
     }
 }

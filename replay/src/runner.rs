@@ -234,12 +234,20 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         bindings: Bindings::with_rules(Arc::new(rules)),
         tokens: TokenMap::new(),
         tolerated,
+        closed_by_client: HashSet::new(),
     };
     let mut result = Ok(());
     let mut start = 0;
     while start < plan.len() {
         let end = start + 1 + plan[start + 1..].iter().take_while(|a| a.pipelined).count();
-        if let Err(failure) = session.run_group(&plan[start..end]).await {
+        let next_end = (end
+            + 1
+            + plan
+                .get(end + 1..)
+                .map_or(0, |rest| rest.iter().take_while(|a| a.pipelined).count()))
+        .min(plan.len());
+        let next = plan.get(end..next_end).unwrap_or_default();
+        if let Err(failure) = session.run_group(&plan[start..end], next).await {
             result = Err(failure);
             break;
         }
@@ -261,19 +269,26 @@ struct Session<'a> {
     tokens: TokenMap,
     /// `(conn, signature)` of the pushes recorded as server-initiated.
     tolerated: HashSet<(String, String)>,
+    /// Connections the transcript closed: a browser drops what arrives on
+    /// a websocket after calling close(), so nothing more is demanded or
+    /// refused there.
+    closed_by_client: HashSet<String>,
 }
 
 impl Session<'_> {
     fn is_tolerated(&self, obs: &Observation) -> bool {
-        !self.tolerated.is_empty()
-            && self
-                .tolerated
-                .contains(&(obs.conn.clone(), signature_observed(&obs.what)))
+        self.closed_by_client.contains(&obs.conn)
+            || !self.tolerated.is_empty()
+                && self
+                    .tolerated
+                    .contains(&(obs.conn.clone(), signature_observed(&obs.what)))
     }
 
     /// Performs the actions of a group (one action and those pipelined
     /// after it), then collects their observations.
-    async fn run_group(&mut self, group: &[Action]) -> Result<(), Failure> {
+    /// `next` is the group after it: with the `ahead` race, a frame its
+    /// answers start with may arrive during this group's quiet window.
+    async fn run_group(&mut self, group: &[Action], next: &[Action]) -> Result<(), Failure> {
         let mut last_step = group.first().map_or(0, |a| a.step);
         for action in group {
             self.perform(action, &mut last_step).await?;
@@ -338,6 +353,11 @@ impl Session<'_> {
                 self.pending.push_front(obs);
                 break;
             }
+            if self.config.races.ahead && self.expected_next(next, &obs) {
+                // Already on its way before the next action: kept for it.
+                self.pending.push_front(obs);
+                break;
+            }
             if !self.is_tolerated(&obs) {
                 return Err(Failure::Unexpected {
                     after_step: last_step,
@@ -347,6 +367,22 @@ impl Session<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether `obs` is what the answers of `next` expect first on its
+    /// connection (tried on a copy of the bindings).
+    fn expected_next(&self, next: &[Action], obs: &Observation) -> bool {
+        let expected: Vec<_> = next.iter().flat_map(|a| a.expect.clone()).collect();
+        let mut expectations = Expectations::new(
+            &expected,
+            self.config.races,
+            self.config.demand_server_initiated,
+        );
+        let mut trial = self.bindings.clone();
+        matches!(
+            expectations.offer(&obs.conn, &obs.what, &mut trial),
+            Offer::Matched(_)
+        )
     }
 
     async fn perform(&mut self, action: &Action, last_step: &mut usize) -> Result<(), Failure> {
@@ -412,6 +448,7 @@ impl Session<'_> {
                 // A connection the server already closed has nothing left to
                 // close; any difference was caught when its close arrived.
                 let _ = ws.close(*code).await;
+                self.closed_by_client.insert(conn.clone());
                 Ok(())
             }
             ActionKind::Http {

@@ -134,6 +134,25 @@ impl Fawkes {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// `kill -9`: the process dies without a word.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// SIGTERM, then wait (at most 30 s) for the process to exit.
+    pub async fn terminate(&mut self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .expect("wait");
+    }
 }
 
 /// `POST http://127.0.0.1:<port><path>` with `headers`; the status and body.

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod redis;
+pub mod watcher;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,13 +1,15 @@
 //! The recording proxy behind `fawkes record`: a reverse proxy in front of
 //! a Phoenix server ([`proxy`]) that hands what passes through to a
 //! recorder ([`recorder`]) writing transcripts in the APP.md format, with
-//! redaction and a topic filter ([`filter`]).
+//! redaction and a topic filter ([`filter`]), grouping connections by time
+//! window or by topic ([`grouping`]).
 //!
 //! The proxy never waits for the recorder: when the recorder's queue is
 //! full or a file cannot be written, the transcript is dropped and the
 //! traffic goes on.
 
 pub mod filter;
+pub mod grouping;
 pub mod proxy;
 pub mod recorder;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use filter::Filter;
+pub use grouping::Grouping;
 pub use recorder::{Recorder, RecorderConfig};
 
 use crate::http::BaseUrl;

@@ -184,6 +184,7 @@ async fn forward_http(
     shared: Arc<Shared>,
     peer: SocketAddr,
 ) -> Response<Full<Bytes>> {
+    let sent_at = Instant::now();
     let path = path_and_query(&req);
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -222,6 +223,7 @@ async fn forward_http(
             })
             .collect();
         shared.report(Event::Http {
+            sent_at,
             request: HttpRequestSpec {
                 method: parts.method.as_str().to_owned(),
                 path,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
+use fawkes::presence::replication::Replication;
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::CheckOrigin;
 use fawkes::{
@@ -69,16 +70,31 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
     }
     let mut redis_stats = None;
     let mut node_name = None;
-    let pubsub = match config.cluster.redis_options() {
-        Some(options) => {
-            node_name = Some(options.node_name.clone());
-            let cluster = fawkes::pubsub::redis::start(options).map_err(ServeError::Cluster)?;
+    let (pubsub, cluster) = match config.cluster.options() {
+        Some((redis, replication)) => {
+            node_name = Some(redis.node_name.clone());
+            let cluster = fawkes::pubsub::redis::start(redis).map_err(ServeError::Cluster)?;
             redis_stats = Some(cluster.stats);
-            cluster.pubsub
+            (cluster.pubsub, Some((cluster.gossip, replication)))
         }
-        None => PubSub::new(),
+        None => (PubSub::new(), None),
     };
     let endpoint = endpoint(&config, api, pubsub, redis_stats, node_name)?;
+    // Presence is one replica of the cluster's: started before anything
+    // is tracked, and it leaves the cluster when the node shuts down.
+    let replication = match (cluster, endpoint.presence()) {
+        (Some((link, options)), Some(presence)) => {
+            tracing::info!(
+                broadcast_period = ?options.broadcast_period,
+                down_period = ?options.down_period,
+                "presence replicated across the cluster"
+            );
+            let replication = Replication::over_redis(presence, options, &link)
+                .map_err(ServeError::Replication)?;
+            Some((replication, link))
+        }
+        _ => None,
+    };
     for socket in &config.sockets {
         let patterns: Vec<&str> = socket.topics.iter().map(|t| t.pattern.as_str()).collect();
         tracing::info!(
@@ -93,11 +109,27 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         .local_addr()
         .map_err(|source| ServeError::Listen { addr, source })?;
     tracing::info!("fawkes listening on http://{local}");
-    endpoint
-        .serve(listener, shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    let leaving = replication
+        .as_ref()
+        .map(|(replication, _)| replication.clone());
+    let shutdown = async move {
+        shutdown_signal().await;
+        // The others drop this node's presences now, not after down_period.
+        if let Some(replication) = leaving {
+            replication.leave();
+        }
+    };
+    let served = endpoint.serve(listener, shutdown).await;
+    if let Some((_, link)) = replication {
+        if !link.flush(LEAVE_FLUSH).await {
+            tracing::warn!("the cluster may not have heard this node leave");
+        }
+    }
+    served.map_err(ServeError::Serve)
 }
+
+/// Longest wait, at shutdown, for the goodbye to reach Redis.
+const LEAVE_FLUSH: Duration = Duration::from_secs(2);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +149,9 @@ pub(crate) enum ServeError {
     /// The `[cluster]` settings are not usable.
     #[error("cannot join the cluster: {0}")]
     Cluster(fawkes::pubsub::redis::ClusterError),
+    /// The `[cluster]` periods are not usable.
+    #[error("cannot replicate presence: {0}")]
+    Replication(fawkes::presence::replication::ReplicationError),
 }
 
 fn listen_hint(error: &std::io::Error) -> &'static str {

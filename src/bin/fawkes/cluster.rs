@@ -4,6 +4,12 @@
 //! Redis. `phoenix_pubsub` names the Elixir app's PubSub to share its
 //! channel; `node_name` is the atom Phoenix nodes see.
 
+use std::time::Duration;
+
+use fawkes::presence::replication::{
+    ReplicationOptions, DEFAULT_BROADCAST_PERIOD, DEFAULT_DOWN_PERIOD, DEFAULT_PERMDOWN_PERIOD,
+};
+use fawkes::pubsub::redis::RedisOptions;
 use serde::{Deserialize, Serialize};
 
 /// `[cluster]`
@@ -28,11 +34,14 @@ pub(crate) struct ClusterConfig {
     /// may reach any node (env `FAWKES_SECRET_KEY_BASE` overrides it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) secret_key_base: Option<String>,
-    /// How often presence changes are shipped to other nodes.
+    /// How often presence changes are shipped to other nodes (default:
+    /// the library's [`DEFAULT_BROADCAST_PERIOD`]).
     pub(crate) broadcast_period_ms: u64,
-    /// A node silent this long is down: its presences leave.
+    /// A node silent this long is down: its presences leave (default:
+    /// [`DEFAULT_DOWN_PERIOD`]).
     pub(crate) down_period_ms: u64,
-    /// A down node is forgotten after this long.
+    /// A down node is forgotten after this long (default:
+    /// [`DEFAULT_PERMDOWN_PERIOD`]).
     pub(crate) permdown_period_ms: u64,
 }
 
@@ -44,9 +53,9 @@ impl Default for ClusterConfig {
             phoenix_pubsub: fawkes::pubsub::redis::DEFAULT_PUBSUB_NAME.to_owned(),
             compression: None,
             secret_key_base: None,
-            broadcast_period_ms: 500,
-            down_period_ms: 4_000,
-            permdown_period_ms: 1_200_000,
+            broadcast_period_ms: DEFAULT_BROADCAST_PERIOD.as_millis() as u64,
+            down_period_ms: DEFAULT_DOWN_PERIOD.as_millis() as u64,
+            permdown_period_ms: DEFAULT_PERMDOWN_PERIOD.as_millis() as u64,
         }
     }
 }
@@ -105,17 +114,24 @@ impl ClusterConfig {
         Ok(())
     }
 
-    /// The Redis engine's options, when a cluster is configured.
-    pub(crate) fn redis_options(&self) -> Option<fawkes::pubsub::redis::RedisOptions> {
+    /// The Redis engine's options and presence replication's, for the
+    /// same node name, when a cluster is configured.
+    pub(crate) fn options(&self) -> Option<(RedisOptions, ReplicationOptions)> {
         let url = self.redis_url.as_ref()?;
         let node = self
             .node_name
             .clone()
             .unwrap_or_else(fawkes::pubsub::redis::random_node_name);
-        let mut options = fawkes::pubsub::redis::RedisOptions::new(url, node);
+        let replication = ReplicationOptions {
+            node_name: node.clone(),
+            broadcast_period: Duration::from_millis(self.broadcast_period_ms),
+            down_period: Duration::from_millis(self.down_period_ms),
+            permdown_period: Duration::from_millis(self.permdown_period_ms),
+        };
+        let mut options = RedisOptions::new(url, node);
         options.pubsub_name = self.phoenix_pubsub.clone();
         options.compression = self.compression;
-        Some(options)
+        Some((options, replication))
     }
 }
 
@@ -135,7 +151,7 @@ mod tests {
     #[test]
     fn no_url_means_no_cluster() {
         let config = ClusterConfig::default().with_overrides(None, Some("a"), env(&[]));
-        assert_eq!(config.redis_options().map(|o| o.url), None);
+        assert_eq!(config.options().map(|(o, _)| o.url), None);
     }
 
     #[test]
@@ -157,10 +173,11 @@ mod tests {
         assert_eq!(from_env.redis_url.as_deref(), Some("redis://env"));
         assert_eq!(from_env.node_name.as_deref(), Some("env"));
         let from_cli = file.with_overrides(Some("redis://cli"), Some("cli"), &vars);
-        let options = from_cli.redis_options().expect("clustered");
+        let (options, replication) = from_cli.options().expect("clustered");
         assert_eq!(options.url, "redis://cli");
         assert_eq!(options.node_name, "cli");
         assert_eq!(options.pubsub_name, "Fawkes.PubSub");
+        assert_eq!(replication.node_name, "cli");
     }
 
     #[test]
@@ -172,9 +189,9 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert_eq!(config.check(), Ok(()));
-        let options = config
+        let (options, _) = config
             .with_overrides(None, Some("fawkes_b"), env(&[]))
-            .redis_options()
+            .options()
             .expect("clustered");
         assert_eq!(options.pubsub_name, "Conf.PubSub");
         assert_eq!(
@@ -220,8 +237,30 @@ mod tests {
     #[test]
     fn a_random_name_when_none_is_given() {
         let config = ClusterConfig::default().with_overrides(Some("redis://x"), None, env(&[]));
-        let a = config.redis_options().expect("clustered").node_name;
-        let b = config.redis_options().expect("clustered").node_name;
-        assert!(a.starts_with("fawkes-") && a != b, "{a} {b}");
+        let (a, replication) = config.options().expect("clustered");
+        let (b, _) = config.options().expect("clustered");
+        assert!(
+            a.node_name.starts_with("fawkes-") && a.node_name != b.node_name,
+            "{a:?} {b:?}"
+        );
+        assert_eq!(replication.node_name, a.node_name, "one name for both");
+    }
+
+    #[test]
+    fn the_periods_default_to_the_library_s_and_are_passed_on() {
+        let config = ClusterConfig::default().with_overrides(Some("redis://x"), None, env(&[]));
+        let (_, replication) = config.options().expect("clustered");
+        let defaults = ReplicationOptions::new(replication.node_name.clone());
+        assert_eq!(replication, defaults);
+        let custom = ClusterConfig {
+            broadcast_period_ms: 50,
+            down_period_ms: 900,
+            permdown_period_ms: 5_000,
+            ..config
+        };
+        let (_, replication) = custom.options().expect("clustered");
+        assert_eq!(replication.broadcast_period, Duration::from_millis(50));
+        assert_eq!(replication.down_period, Duration::from_millis(900));
+        assert_eq!(replication.permdown_period, Duration::from_millis(5_000));
     }
 }

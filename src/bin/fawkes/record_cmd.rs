@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use fawkes_replay::http::BaseUrl;
-use fawkes_replay::record::{self, Filter, RecorderConfig};
+use fawkes_replay::record::{self, Filter, Grouping, RecorderConfig};
 
 /// `fawkes record` options.
 #[derive(Debug, Args)]
@@ -41,9 +41,15 @@ pub(crate) struct RecordArgs {
     #[arg(long, value_name = "MS", default_value_t = 300)]
     pub(crate) settle_ms: u64,
     /// A transcript ends once its websockets are closed and nothing happened
-    /// for this long (ms); connections that overlap share a transcript.
+    /// for this long (ms).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub(crate) idle_gap_ms: u64,
+    /// Which connections share a transcript: `time` (every connection while
+    /// a transcript is open: connections that overlap in time) or `topic`
+    /// (connections that join a common topic, transitively; LongPoll
+    /// sessions and recorded HTTP requests by the topics their bodies name).
+    #[arg(long, value_name = "MODE", default_value = "time")]
+    pub(crate) group: Grouping,
     /// Longest pause written as sleep_ms (ms).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub(crate) max_pause_ms: u64,
@@ -93,6 +99,7 @@ pub(crate) async fn run(args: RecordArgs) -> ExitCode {
             redact: args.redact,
             topics: args.topics,
         },
+        grouping: args.group,
     };
     let files = record::run(
         listener,

@@ -40,7 +40,11 @@ pub(crate) struct ReplayArgs {
     /// Orderings Phoenix itself races, accepted in either order: `presence`
     /// (a presence_state before or after the presence_diffs of the same
     /// action), `longpoll-batch` (the messages of one longpoll response in
-    /// any order), `none`; comma-separated.
+    /// any order), `channels` (the frames of different channels of one
+    /// connection, a channel being a topic and join_ref, interleaved in any
+    /// order; each channel keeps its order), `ahead` (a frame the next
+    /// action's answers start with on its connection may arrive before that
+    /// action), `none`; comma-separated.
     #[arg(long, value_name = "LIST", default_value = "presence", value_parser = parse_races)]
     pub(crate) races: Races,
     /// Demand the pushes a recording marks `server_initiated` (by default
@@ -57,15 +61,19 @@ pub(crate) fn parse_races(list: &str) -> Result<Races, String> {
     let mut races = Races {
         presence_state: false,
         longpoll_batch: false,
+        channels: false,
+        ahead: false,
     };
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match item {
             "presence" => races.presence_state = true,
             "longpoll-batch" => races.longpoll_batch = true,
+            "channels" => races.channels = true,
+            "ahead" => races.ahead = true,
             "none" => {}
             other => {
                 return Err(format!(
-                    "unknown race {other:?} (expected presence, longpoll-batch or none)"
+                    "unknown race {other:?} (expected presence, longpoll-batch, channels, ahead or none)"
                 ))
             }
         }
@@ -117,9 +125,11 @@ mod tests {
     #[test]
     fn races_list_parses() {
         let r = parse_races("presence,longpoll-batch").expect("ok");
-        assert!(r.presence_state && r.longpoll_batch);
+        assert!(r.presence_state && r.longpoll_batch && !r.channels);
+        let r = parse_races("channels,ahead").expect("ok");
+        assert!(r.channels && r.ahead && !r.presence_state);
         let r = parse_races("none").expect("ok");
-        assert!(!r.presence_state && !r.longpoll_batch);
+        assert!(!r.presence_state && !r.longpoll_batch && !r.channels);
         assert!(parse_races("presence,typo").is_err());
     }
 }

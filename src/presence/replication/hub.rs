@@ -76,7 +76,7 @@ impl GossipHub {
         }
         tokio::spawn(async move {
             while let Some(msg) = rx.recv().await {
-                replication.receive(&msg);
+                let _ = replication.receive(&msg);
             }
         });
     }

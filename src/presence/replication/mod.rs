@@ -14,6 +14,7 @@
 
 mod hub;
 mod node;
+mod over_redis;
 #[cfg(test)]
 mod props;
 mod replicas;
@@ -53,9 +54,23 @@ pub trait GossipSink: Send + Sync + 'static {
     }
 }
 
+/// How often local presence changes are shipped, by default: 100 ms, so a
+/// join is listed on every node within a few tenths of a second (Phoenix
+/// ships every 1.5 s). An idle node sends nothing more than its heartbeat.
+pub const DEFAULT_BROADCAST_PERIOD: Duration = Duration::from_millis(100);
+/// How long a silent peer stays up, by default: 4 s. A node killed without
+/// a goodbye has its presences leave everywhere within 4 s plus one
+/// broadcast period (the target is 5 s; Phoenix waits 30 s), and a peer is
+/// marked down only after six heartbeats in a row (one every 667 ms) were
+/// lost or late, so a node busy for a few seconds is not taken for dead.
+pub const DEFAULT_DOWN_PERIOD: Duration = Duration::from_secs(4);
+/// How long a down peer is remembered, by default: 20 minutes, as Phoenix.
+pub const DEFAULT_PERMDOWN_PERIOD: Duration = Duration::from_secs(20 * 60);
+
 /// Settings of presence replication (the `[cluster]` section's
 /// `node_name`, `broadcast_period_ms`, `down_period_ms`,
-/// `permdown_period_ms`).
+/// `permdown_period_ms`). The defaults are [`DEFAULT_BROADCAST_PERIOD`],
+/// [`DEFAULT_DOWN_PERIOD`] and [`DEFAULT_PERMDOWN_PERIOD`].
 ///
 /// There is no separate heartbeat setting: an idle node heartbeats six
 /// times per `down_period` (but never more often than once a period), so a
@@ -65,15 +80,11 @@ pub trait GossipSink: Send + Sync + 'static {
 pub struct ReplicationOptions {
     /// This node's name, unique in the cluster.
     pub node_name: String,
-    /// How often local changes are shipped. Phoenix's default is 1.5 s;
-    /// ours is 100 ms so a join is seen on every node within a few tenths
-    /// of a second.
+    /// How often local changes are shipped.
     pub broadcast_period: Duration,
-    /// A peer silent this long is down: its presences leave. 3 s by
-    /// default (six missed heartbeats of 500 ms), so a dead node's users
-    /// are gone within `down_period` + one period, well under 5 s.
+    /// A peer silent this long is down: its presences leave.
     pub down_period: Duration,
-    /// A down peer silent this long is forgotten (20 minutes, as Phoenix).
+    /// A down peer silent this long is forgotten.
     pub permdown_period: Duration,
 }
 
@@ -85,9 +96,9 @@ impl ReplicationOptions {
     pub fn new(node_name: impl Into<String>) -> ReplicationOptions {
         ReplicationOptions {
             node_name: node_name.into(),
-            broadcast_period: Duration::from_millis(100),
-            down_period: Duration::from_secs(3),
-            permdown_period: Duration::from_secs(20 * 60),
+            broadcast_period: DEFAULT_BROADCAST_PERIOD,
+            down_period: DEFAULT_DOWN_PERIOD,
+            permdown_period: DEFAULT_PERMDOWN_PERIOD,
         }
     }
 
@@ -207,22 +218,37 @@ impl Replication {
     }
 
     /// Handles one message from another node. Bytes that are not a valid
-    /// message are dropped with a log line.
-    pub fn receive(&self, msg: &[u8]) {
+    /// message are dropped with a log line, and the error is returned so
+    /// the medium can count them.
+    pub fn receive(&self, msg: &[u8]) -> Result<(), DecodeError> {
         if self.shared.left.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
         let gossip = match Gossip::decode(msg) {
             Ok(gossip) => gossip,
             Err(error) => {
                 tracing::warn!(%error, bytes = msg.len(), "presence gossip dropped");
-                return;
+                return Err(error);
             }
         };
         tracing::trace!(kind = gossip.kind(), from = %gossip.from(), "presence gossip");
         let now = Instant::now();
         self.shared
             .step(|core, tracker| core.receive(tracker, gossip, now));
+        Ok(())
+    }
+
+    /// Asks every peer that is up for a transfer of what this node lacks.
+    /// The medium calls it when messages may have been lost: after its
+    /// link to the other nodes came back, or after it dropped messages
+    /// because this node fell behind reading them.
+    pub fn resync(&self) {
+        if self.shared.left.load(Ordering::Acquire) {
+            return;
+        }
+        tracing::debug!("presence resync: asking peers for a transfer");
+        let now = Instant::now();
+        self.shared.step(|core, tracker| core.resync(tracker, now));
     }
 
     /// Graceful shutdown: stops the timer and tells the other nodes to drop

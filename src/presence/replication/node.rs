@@ -214,6 +214,25 @@ impl Replicator {
         effects
     }
 
+    /// After this node may have missed messages (its link to the others
+    /// came back, or it dropped some while behind): asks every peer that
+    /// is up here for a transfer of what this node lacks, without waiting
+    /// for their heartbeats to show the gap. A request still awaited is
+    /// not repeated.
+    pub(crate) fn resync(&mut self, tracker: &Tracker, now: Instant) -> Effects {
+        let mut effects = Effects::default();
+        let up: Vec<ReplicaId> = self
+            .peers
+            .iter()
+            .filter(|p| self.peers.is_up(&p.id))
+            .map(|p| p.id.clone())
+            .collect();
+        for peer in up {
+            self.request_transfer(tracker, &peer, now, &mut effects);
+        }
+        effects
+    }
+
     /// The message announcing a graceful shutdown.
     pub(crate) fn leave(&self) -> Gossip {
         Gossip::Leave {
@@ -467,6 +486,43 @@ mod tests {
         let ack = b.recv(&req, t0).out;
         assert!(a.recv(&ack, t1).diffs.is_empty());
         assert!(a.keys().is_empty(), "c's presence came back as a ghost");
+    }
+
+    #[test]
+    fn a_resync_asks_every_up_peer_for_a_transfer_once() {
+        let t0 = Instant::now();
+        let (mut a, mut b, mut c) = (node("a", 1), node("b", 1), node("c", 1));
+        b.track(1, "x");
+        c.track(1, "y");
+        a.recv(&b.tick(t0).out, t0);
+        a.recv(&c.tick(t0).out, t0);
+        // b's next change is lost; no heartbeat of b has shown the gap yet.
+        b.track(2, "lost");
+        let _lost = b.tick(t0 + Duration::from_millis(100));
+        let e = a.r.resync(&a.t, t0 + Duration::from_millis(200));
+        let mut asked: Vec<&str> = e
+            .out
+            .iter()
+            .map(|o| match o {
+                Outgoing::To(to, Gossip::TransferReq { .. }) => to.node.as_str(),
+                other => panic!("not a transfer request: {other:?}"),
+            })
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, ["b", "c"]);
+        let acks = b.recv(&e.out, t0).out;
+        a.recv(&acks, t0);
+        assert_eq!(a.keys(), ["lost", "x", "y"]);
+        // Still awaited from c: not asked again within the timeout.
+        let again = a.r.resync(&a.t, t0 + Duration::from_millis(300));
+        assert!(
+            again
+                .out
+                .iter()
+                .all(|o| !matches!(o, Outgoing::To(to, _) if to.node == "c")),
+            "{:?}",
+            again.out
+        );
     }
 
     #[test]

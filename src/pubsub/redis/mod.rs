@@ -10,8 +10,10 @@
 //! garbage with a log line, ignores this node's own echoes and delivers
 //! the rest on this node only. While Redis is unreachable, local clients
 //! are served as usual; what cannot be published is logged and counted in
-//! [`ClusterStats`], never claimed delivered.
+//! [`ClusterStats`], never claimed delivered. Presence gossip travels on
+//! channels of its own ([`gossip`]), through the same connection.
 
+pub mod gossip;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +24,8 @@ use fawkes_protocol::Broadcast;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
+
+use gossip::{GossipLink, Outbound, ResyncDue};
 
 use super::{Adapter, LocalNode, PubSub};
 
@@ -98,6 +102,12 @@ pub struct ClusterStats {
     garbage: AtomicU64,
     no_json_form: AtomicU64,
     receive_dropped: AtomicU64,
+    gossip_sent: AtomicU64,
+    gossip_send_failed: AtomicU64,
+    gossip_received: AtomicU64,
+    gossip_garbage: AtomicU64,
+    gossip_dropped: AtomicU64,
+    resyncs: AtomicU64,
     connected: AtomicBool,
 }
 
@@ -123,6 +133,19 @@ pub struct StatsSnapshot {
     pub no_json_form: u64,
     /// Messages dropped because this node fell behind reading them.
     pub receive_dropped: u64,
+    /// Gossip messages Redis accepted.
+    pub gossip_sent: u64,
+    /// Gossip messages not sent (queue full, Redis unreachable).
+    pub gossip_send_failed: u64,
+    /// Gossip messages from other nodes handled.
+    pub gossip_received: u64,
+    /// Bytes on the gossip channels that were not a valid message: dropped.
+    pub gossip_garbage: u64,
+    /// Gossip messages dropped because this node fell behind reading them
+    /// (each overflow makes a resync due).
+    pub gossip_dropped: u64,
+    /// Resyncs started (after a reconnection or an overflow).
+    pub resyncs: u64,
     /// Whether the last check of the connection succeeded.
     pub connected: bool,
 }
@@ -139,6 +162,12 @@ impl ClusterStats {
             garbage: get(&self.garbage),
             no_json_form: get(&self.no_json_form),
             receive_dropped: get(&self.receive_dropped),
+            gossip_sent: get(&self.gossip_sent),
+            gossip_send_failed: get(&self.gossip_send_failed),
+            gossip_received: get(&self.gossip_received),
+            gossip_garbage: get(&self.gossip_garbage),
+            gossip_dropped: get(&self.gossip_dropped),
+            resyncs: get(&self.resyncs),
             connected: self.connected.load(Ordering::Relaxed),
         }
     }
@@ -155,6 +184,8 @@ pub struct RedisCluster {
     pub pubsub: PubSub,
     /// The engine's counters.
     pub stats: Arc<ClusterStats>,
+    /// The channels for presence gossip between the nodes.
+    pub gossip: GossipLink,
 }
 
 /// Start the engine (needs a tokio runtime) and return the node's pubsub.
@@ -179,15 +210,38 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
     let node: Arc<str> = options.node_name.into();
     let channel = wire::channel_name(&options.pubsub_name);
     let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
+    let (gossip_tx, gossip_rx) = mpsc::channel(gossip::SEND_QUEUE);
+    let (gossip_in_tx, gossip_in_rx) = mpsc::channel(gossip::RECEIVE_QUEUE);
+    let resync = Arc::new(ResyncDue::default());
+    let link = GossipLink::new(
+        node.clone(),
+        &options.pubsub_name,
+        gossip_tx,
+        gossip_in_rx,
+        resync.clone(),
+        stats.clone(),
+    );
+    let channels = Channels {
+        broadcast: channel.clone(),
+        gossip: vec![
+            gossip::broadcast_channel(&options.pubsub_name),
+            gossip::node_channel(&options.pubsub_name, &node),
+        ],
+    };
     let pubsub = PubSub::with_adapter(|local| {
         let (push_tx, push_rx) = mpsc::channel(RECEIVE_QUEUE);
         tokio::spawn(read(push_rx, local, node.clone(), stats.clone()));
         let writer = Writer {
             client,
-            channel: channel.clone(),
+            channels,
             stats: stats.clone(),
+            resync,
         };
-        tokio::spawn(writer.run(publish_rx, push_tx));
+        let queues = Queues {
+            broadcasts: publish_rx,
+            gossip: gossip_rx,
+        };
+        tokio::spawn(writer.run(queues, push_tx, gossip_in_tx));
         RedisAdapter {
             node: node.clone(),
             encoding,
@@ -196,7 +250,25 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
         }
     });
     tracing::info!(node = %node, channel = %channel, "cluster over redis");
-    Ok(RedisCluster { pubsub, stats })
+    Ok(RedisCluster {
+        pubsub,
+        stats,
+        gossip: link,
+    })
+}
+
+/// The Redis channels a node publishes on and listens to.
+struct Channels {
+    /// phoenix_pubsub_redis's broadcast channel.
+    broadcast: String,
+    /// The gossip channels: every node's, then this node's own.
+    gossip: Vec<String>,
+}
+
+/// What the writer publishes.
+struct Queues {
+    broadcasts: mpsc::Receiver<Vec<u8>>,
+    gossip: mpsc::Receiver<Outbound>,
 }
 
 /// The adapter half that runs on the broadcasting task.
@@ -227,24 +299,42 @@ impl Adapter for RedisAdapter {
 /// Owns the connection: connects, subscribes, checks it, publishes.
 struct Writer {
     client: redis::Client,
-    channel: String,
+    channels: Channels,
     stats: Arc<ClusterStats>,
+    resync: Arc<ResyncDue>,
 }
 
 impl Writer {
-    async fn run(self, mut queue: mpsc::Receiver<Vec<u8>>, pushes: mpsc::Sender<PushInfo>) {
+    async fn run(
+        self,
+        mut queues: Queues,
+        pushes: mpsc::Sender<PushInfo>,
+        gossip: mpsc::Sender<Vec<u8>>,
+    ) {
         let mut conn = tokio::select! {
-            conn = self.connect(pushes) => conn,
+            conn = self.connect(pushes, gossip) => conn,
             // The node went away before Redis came up.
-            () = drain_failed(&mut queue, &self.stats) => return,
+            () = drain_failed(&mut queues.broadcasts, &self.stats) => return,
         };
         let mut subscribed = self.subscribe(&mut conn).await;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        let mut gossip_batch = Vec::new();
+        let mut gossip_open = true;
         loop {
             tokio::select! {
-                n = queue.recv_many(&mut batch, PUBLISH_BATCH) => {
+                // Gossip first: a flood of broadcasts must not delay the
+                // heartbeats that keep this node up on the others.
+                biased;
+                n = queues.gossip.recv_many(&mut gossip_batch, PUBLISH_BATCH), if gossip_open => {
+                    if n == 0 {
+                        gossip_open = false;
+                        continue;
+                    }
+                    self.publish_gossip(&mut conn, &mut gossip_batch).await;
+                }
+                n = queues.broadcasts.recv_many(&mut batch, PUBLISH_BATCH) => {
                     if n == 0 {
                         return;
                     }
@@ -256,19 +346,31 @@ impl Writer {
                     if alive && !subscribed {
                         subscribed = self.subscribe(&mut conn).await;
                     }
+                    if alive && subscribed {
+                        self.resync.connected();
+                    }
                 }
             }
         }
     }
 
     /// Connect, retrying with back-off until Redis answers.
-    async fn connect(&self, pushes: mpsc::Sender<PushInfo>) -> ConnectionManager {
+    async fn connect(
+        &self,
+        pushes: mpsc::Sender<PushInfo>,
+        gossip: mpsc::Sender<Vec<u8>>,
+    ) -> ConnectionManager {
         let stats = self.stats.clone();
+        let resync = self.resync.clone();
+        let broadcast: Arc<str> = self.channels.broadcast.as_str().into();
         let config = ConnectionManagerConfig::new()
             .set_automatic_resubscription()
             .set_push_sender(move |info: PushInfo| {
-                if matches!(info.kind, PushKind::Message) && pushes.try_send(info).is_err() {
-                    ClusterStats::add(&stats.receive_dropped, 1);
+                match info.kind {
+                    PushKind::Message => route(info, &broadcast, &pushes, &gossip, &stats, &resync),
+                    // Whatever was published meanwhile is lost to us.
+                    PushKind::Disconnection => resync.mark(),
+                    _ => {}
                 }
                 Ok::<(), redis::aio::SendError>(())
             })
@@ -292,7 +394,9 @@ impl Writer {
     }
 
     async fn subscribe(&self, conn: &mut ConnectionManager) -> bool {
-        match conn.subscribe(&self.channel).await {
+        let mut channels = vec![self.channels.broadcast.clone()];
+        channels.extend(self.channels.gossip.iter().cloned());
+        match conn.subscribe(channels).await {
             Ok(()) => {
                 self.set_connected(true);
                 true
@@ -309,7 +413,10 @@ impl Writer {
         let n = batch.len() as u64;
         let mut pipe = redis::pipe();
         for bytes in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(&self.channel).arg(bytes).ignore();
+            pipe.cmd("PUBLISH")
+                .arg(&self.channels.broadcast)
+                .arg(bytes)
+                .ignore();
         }
         match pipe.query_async::<()>(conn).await {
             Ok(()) => ClusterStats::add(&self.stats.published, n),
@@ -321,15 +428,76 @@ impl Writer {
         }
     }
 
+    /// Publish queued gossip in one round trip, then answer the flushes
+    /// that were queued behind it.
+    async fn publish_gossip(&self, conn: &mut ConnectionManager, batch: &mut Vec<Outbound>) {
+        let mut pipe = redis::pipe();
+        let mut n = 0;
+        let mut flushed = Vec::new();
+        for item in batch.drain(..) {
+            match item {
+                Outbound::Publish { channel, bytes } => {
+                    pipe.cmd("PUBLISH").arg(&*channel).arg(&bytes[..]).ignore();
+                    n += 1;
+                }
+                Outbound::Flush(done) => flushed.push(done),
+            }
+        }
+        if n > 0 {
+            match pipe.query_async::<()>(conn).await {
+                Ok(()) => ClusterStats::add(&self.stats.gossip_sent, n),
+                Err(error) => {
+                    ClusterStats::add(&self.stats.gossip_send_failed, n);
+                    self.set_connected(false);
+                    tracing::warn!(%error, lost = n, "cluster gossip not sent");
+                }
+            }
+        }
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+
     fn set_connected(&self, now: bool) {
         let before = self.stats.connected.swap(now, Ordering::Relaxed);
         if before != now {
             if now {
                 tracing::info!("connected to redis");
             } else {
+                self.resync.mark();
                 tracing::warn!("lost redis; serving local clients, reconnecting");
             }
         }
+    }
+}
+
+/// Sends a message read from Redis to the broadcast reader or, when it came
+/// on a gossip channel, to the gossip reader. A full queue drops it and
+/// counts it; a dropped gossip message makes a resync due.
+fn route(
+    info: PushInfo,
+    broadcast: &str,
+    pushes: &mpsc::Sender<PushInfo>,
+    gossip: &mpsc::Sender<Vec<u8>>,
+    stats: &ClusterStats,
+    resync: &ResyncDue,
+) {
+    let on_broadcast =
+        matches!(info.data.first(), Some(Value::BulkString(c)) if c == broadcast.as_bytes());
+    if on_broadcast {
+        if pushes.try_send(info).is_err() {
+            ClusterStats::add(&stats.receive_dropped, 1);
+        }
+        return;
+    }
+    let Some(Value::BulkString(bytes)) = info.data.into_iter().nth(1) else {
+        ClusterStats::add(&stats.gossip_garbage, 1);
+        tracing::warn!("dropping cluster gossip that is not a string");
+        return;
+    };
+    if gossip.try_send(bytes).is_err() {
+        ClusterStats::add(&stats.gossip_dropped, 1);
+        resync.mark();
     }
 }
 
@@ -388,4 +556,41 @@ pub fn random_node_name() -> String {
     let _ = getrandom::fill(&mut bytes);
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("fawkes-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(channel: &str, bytes: &[u8]) -> PushInfo {
+        PushInfo {
+            kind: PushKind::Message,
+            data: vec![
+                Value::BulkString(channel.as_bytes().to_vec()),
+                Value::BulkString(bytes.to_vec()),
+            ],
+        }
+    }
+
+    #[test]
+    fn messages_are_routed_by_channel_and_a_gossip_overflow_makes_a_resync_due() {
+        let (pushes, mut broadcasts) = mpsc::channel(4);
+        let (gossip, mut gossip_rx) = mpsc::channel(1);
+        let stats = ClusterStats::default();
+        let resync = ResyncDue::default();
+        let to = |info| route(info, "phx:b", &pushes, &gossip, &stats, &resync);
+        to(message("phx:b", b"a broadcast"));
+        to(message("fawkes:gossip:x", b"one"));
+        assert!(!resync.is_due());
+        to(message("fawkes:gossip:x", b"two"));
+        assert_eq!(stats.snapshot().gossip_dropped, 1);
+        assert_eq!(stats.snapshot().receive_dropped, 0);
+        assert!(resync.is_due(), "a dropped gossip message is a gap");
+        assert_eq!(gossip_rx.try_recv().ok(), Some(b"one".to_vec()));
+        assert!(gossip_rx.try_recv().is_err());
+        assert!(broadcasts.try_recv().is_ok());
+        assert!(broadcasts.try_recv().is_err());
+        resync.connected();
+        assert!(!resync.is_due(), "started once Redis answers");
+    }
 }
