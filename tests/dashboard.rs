@@ -297,3 +297,50 @@ async fn in_a_cluster_the_snapshot_shows_the_node_and_its_redis_link() {
     assert!(log.contains("lost redis"), "{log}");
     fawkes.stop().await;
 }
+
+#[tokio::test]
+async fn in_a_cluster_the_peers_and_the_node_of_each_presence_show() {
+    let redis = support::redis::RedisServer::start();
+    let node = |name: &str| {
+        format!(
+            "{CONFIG}[cluster]\nredis_url = \"{}\"\nnode_name = \"{name}\"\n",
+            redis.url()
+        )
+    };
+    let a = Fawkes::start(Some(&node("dash-a")), &[]).await;
+    let b = Fawkes::start(Some(&node("dash-b")), &[]).await;
+    let auth = basic("admin", "peek-a-boo");
+    let (_, _, page) = get(a.port, "/dashboard", &[("authorization", &auth)]).await;
+    let mut dashboard = Client::connect(&dashboard_url(a.port, &token_of(&page))).await;
+    dashboard.join("fawkes:dashboard", "1").await;
+    let mut bob = Client::connect(&b.ws_url("vsn=2.0.0&user=bob")).await;
+    bob.join("room:spread", "1").await;
+    let mut alice = Client::connect(&a.ws_url("vsn=2.0.0&user=alice")).await;
+    alice.join("room:spread", "1").await;
+    snapshot_within(
+        Duration::from_secs(20),
+        &mut dashboard,
+        "peer dash-b",
+        |s| s["cluster"]["peers"] == json!(["dash-b"]) && s["presence_entries"] == 2,
+    )
+    .await;
+    dashboard
+        .send_json(json!(["1", "2", "fawkes:dashboard", "presence", {"topic": "room:spread"}]))
+        .await;
+    let listed = loop {
+        let frame = dashboard.recv_json().await;
+        if frame[3] == "phx_reply" && frame[1] == "2" {
+            break frame[4]["response"].clone();
+        }
+    };
+    let nodes: Vec<(&str, &str)> = listed["presences"]
+        .as_array()
+        .expect("presences")
+        .iter()
+        .filter_map(|p| Some((p["key"].as_str()?, p["node"].as_str()?)))
+        .collect();
+    assert_eq!(nodes, [("alice", "dash-a"), ("bob", "dash-b")], "{listed}");
+    drop((alice, bob));
+    a.stop().await;
+    b.stop().await;
+}

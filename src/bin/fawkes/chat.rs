@@ -79,7 +79,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         }
         None => (PubSub::new(), None),
     };
-    let endpoint = endpoint(&config, api, pubsub, redis_stats, node_name)?;
+    let (endpoint, dashboard) = endpoint(&config, api, pubsub, redis_stats, node_name)?;
     // Presence is one replica of the cluster's: started before anything
     // is tracked, and it leaves the cluster when the node shuts down.
     let replication = match (cluster, endpoint.presence()) {
@@ -91,6 +91,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
             );
             let replication = Replication::over_redis(presence, options, &link)
                 .map_err(ServeError::Replication)?;
+            if let Some(dashboard) = &dashboard {
+                dashboard.attach_replication(&replication);
+            }
             Some((replication, link))
         }
         _ => None,
@@ -174,7 +177,7 @@ pub(crate) fn endpoint(
     pubsub: PubSub,
     redis_stats: Option<Arc<fawkes::pubsub::redis::ClusterStats>>,
     node_name: Option<String>,
-) -> Result<Endpoint, StartupError> {
+) -> Result<(Endpoint, Option<Arc<Dashboard>>), StartupError> {
     if api.is_enabled() {
         tracing::info!("POST /api/broadcast is on (bearer secret required)");
     } else {
@@ -310,7 +313,7 @@ pub(crate) fn endpoint(
     if let Some(dashboard) = &dashboard {
         dashboard.attach(endpoint.presence());
     }
-    Ok(endpoint)
+    Ok((endpoint, dashboard))
 }
 
 async fn shutdown_signal() {

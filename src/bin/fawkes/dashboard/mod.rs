@@ -17,6 +17,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use fawkes::endpoint::HttpResponse;
+use fawkes::presence::replication::Replication;
 use fawkes::presence::Presence;
 use fawkes::pubsub::redis::ClusterStats;
 use fawkes::socket::{ConnectRefused, SocketOptions};
@@ -81,6 +82,7 @@ impl Dashboard {
         let sources = Arc::new(Sources {
             pubsub: pubsub.clone(),
             presence: OnceLock::new(),
+            replication: OnceLock::new(),
             redis,
             node,
         });
@@ -128,6 +130,11 @@ impl Dashboard {
         if let Some(presence) = presence {
             let _ = self.sampler.sources().presence.set(presence.clone());
         }
+    }
+
+    /// Gives the dashboard presence replication's view of the other nodes.
+    pub(crate) fn attach_replication(&self, replication: &Replication) {
+        let _ = self.sampler.sources().replication.set(replication.clone());
     }
 
     /// The answer for a dashboard path, or `None` for any other path.

@@ -157,6 +157,7 @@ mod tests {
         let sources = Arc::new(Sources {
             pubsub: PubSub::new(),
             presence: OnceLock::new(),
+            replication: OnceLock::new(),
             redis: None,
             node: None,
         });

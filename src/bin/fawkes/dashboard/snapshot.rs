@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 use fawkes::metrics::{Counters, JoinOutcome, Transport, REJECTED_FRAME_REASONS};
+use fawkes::presence::replication::Replication;
 use fawkes::presence::Presence;
 use fawkes::pubsub::redis::ClusterStats;
 use fawkes::PubSub;
@@ -28,6 +29,8 @@ pub(crate) struct Sources {
     pub(crate) pubsub: PubSub,
     /// The endpoint's presence service, set once the endpoint is built.
     pub(crate) presence: OnceLock<Presence>,
+    /// Presence replication, set once started (clustered only).
+    pub(crate) replication: OnceLock<Replication>,
     /// The Redis engine's stats, when clustered.
     pub(crate) redis: Option<Arc<ClusterStats>>,
     /// This node's name in the cluster, when clustered.
@@ -167,7 +170,14 @@ impl Sources {
             return Value::Null;
         };
         let stats = redis.snapshot();
+        let mut peers: Vec<String> = self
+            .replication
+            .get()
+            .map(|r| r.peers().into_iter().map(|peer| peer.node).collect())
+            .unwrap_or_default();
+        peers.sort_unstable();
         json!({
+            "peers": self.replication.get().map(|_| peers),
             "node": self.node,
             "redis_connected": stats.connected,
             "published": stats.published,
