@@ -79,7 +79,7 @@ pub(crate) const CLOSE_REASONS: [&str; 11] = [
 ];
 
 /// The close reasons that mean a client frame was rejected.
-pub(crate) const REJECTED_FRAME_REASONS: [&str; 5] = [
+pub const REJECTED_FRAME_REASONS: [&str; 5] = [
     "invalid_frame",
     "invalid_utf8",
     "frame_too_large",

@@ -11,5 +11,5 @@
 mod counters;
 mod export;
 
-pub use counters::{ClusterGauges, Counters, JoinOutcome, Transport};
+pub use counters::{ClusterGauges, Counters, JoinOutcome, Transport, REJECTED_FRAME_REASONS};
 pub use export::{render, Sources, CONTENT_TYPE};

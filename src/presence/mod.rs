@@ -211,6 +211,19 @@ impl Presence {
         Payload::RawJson(lists.list(tracker, topic))
     }
 
+    /// Everyone on `topic` with the node each presence lives on: `(key,
+    /// node name, meta)`, in [`Presence::list`] order. A copy, for an
+    /// occasional look (the dashboard).
+    pub fn presences(&self, topic: &str) -> Vec<(String, String, Meta)> {
+        let state = self.state();
+        state
+            .tracker
+            .presences(topic)
+            .into_iter()
+            .map(|(key, replica, meta)| (key.to_owned(), replica.node.clone(), meta.clone()))
+            .collect()
+    }
+
     /// Refresh cached lists for `diffs`, then broadcast (or batch) them now
     /// or hold them for a channel callback to flush after its reply. Called
     /// with the state locked, so diffs leave in the order changes happened.

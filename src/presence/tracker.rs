@@ -354,6 +354,20 @@ impl Tracker {
         PresenceList(list)
     }
 
+    /// The presences on `topic` with the replica each lives on: `(key,
+    /// origin replica, meta)` in [`Tracker::list`] order.
+    pub fn presences(&self, topic: &str) -> Vec<(&str, &ReplicaId, &Meta)> {
+        let mut found = Vec::new();
+        for (key, slots) in self.topics.get(topic).into_iter().flatten() {
+            for ((origin, _), counter) in slots {
+                if let Some(entry) = self.entry(origin, *counter) {
+                    found.push((key.as_str(), origin, &entry.meta));
+                }
+            }
+        }
+        found
+    }
+
     /// The metas of one key on `topic`, in list order (empty if absent).
     pub fn metas(&self, topic: &str, key: &str) -> Vec<&Meta> {
         self.topics
@@ -531,6 +545,45 @@ mod tests {
             t.track(o1, "room", "alice", Meta::new(), "R4".into()),
             Err(TrackError::AlreadyTracked)
         );
+    }
+
+    #[test]
+    fn presences_name_the_replica_of_each_meta() {
+        let mut a = Tracker::new(ReplicaId::new("a", 1));
+        let mut b = Tracker::new(ReplicaId::new("b", 1));
+        a.track(
+            a.owner(1),
+            "room",
+            "alice",
+            meta(json!({"n": 1})),
+            "A".into(),
+        )
+        .unwrap();
+        b.track(
+            b.owner(1),
+            "room",
+            "alice",
+            meta(json!({"n": 2})),
+            "B".into(),
+        )
+        .unwrap();
+        b.track(b.owner(2), "room", "bob", Meta::new(), "C".into())
+            .unwrap();
+        a.merge(b.full_state());
+        let seen: Vec<(&str, &str, Option<&serde_json::Value>)> = a
+            .presences("room")
+            .into_iter()
+            .map(|(key, replica, meta)| (key, replica.node.as_str(), meta.get("phx_ref")))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("alice", "a", Some(&json!("A"))),
+                ("alice", "b", Some(&json!("B"))),
+                ("bob", "b", Some(&json!("C"))),
+            ]
+        );
+        assert!(a.presences("elsewhere").is_empty());
     }
 
     #[test]

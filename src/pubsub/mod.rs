@@ -139,6 +139,13 @@ impl PubSub {
         self.inner.registry.count(topic)
     }
 
+    /// Every topic with subscribers on this node, with their number, in no
+    /// particular order. Walks the whole registry under its read lock: for
+    /// an occasional look (the dashboard), never per message.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.inner.registry.topics()
+    }
+
     pub(crate) fn subscribe(&self, topic: &str, subscriber: Subscriber) -> SubscriptionId {
         self.inner.registry.insert(topic, subscriber)
     }

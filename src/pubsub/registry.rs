@@ -109,6 +109,15 @@ impl Registry {
         topics.get(topic).map_or(0, Subscribers::len)
     }
 
+    /// Every topic with its subscriber count, in no particular order.
+    pub(super) fn topics(&self) -> Vec<(String, usize)> {
+        let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
+        topics
+            .iter()
+            .map(|(topic, subscribers)| (topic.to_string(), subscribers.len()))
+            .collect()
+    }
+
     pub(super) fn for_each(&self, topic: &str, f: impl FnMut(SubscriptionId, &Subscriber)) {
         let topics = self.topics.read().unwrap_or_else(|e| e.into_inner());
         if let Some(subscribers) = topics.get(topic) {
@@ -176,7 +185,9 @@ mod tests {
         }
         assert_eq!(registry.count("big"), 0);
         assert!(registry.topics.read().unwrap().get("big").is_none());
+        assert_eq!(registry.topics(), vec![("lone".to_owned(), 1)]);
         registry.remove("lone", lone);
         assert!(registry.topics.read().unwrap().is_empty());
+        assert!(registry.topics().is_empty());
     }
 }

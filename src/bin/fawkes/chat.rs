@@ -21,6 +21,7 @@ use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
 use crate::auth::{Auth, AuthConfigError, SECRET_KEY_BASE_ENV};
 use crate::config::{Config, TopicRule};
 use crate::connect::SocketGate;
+use crate::dashboard::Dashboard;
 use crate::webhook::{self, JoinAnswer, SocketHooks, TopicHooks, WebhookConfigError};
 
 /// Why the configured application cannot start.
@@ -37,6 +38,9 @@ pub(crate) enum StartupError {
         /// What is wrong.
         source: AuthConfigError,
     },
+    /// `[dashboard]` is unusable.
+    #[error(transparent)]
+    Dashboard(#[from] crate::dashboard::AccessError),
     /// `[metrics]` is unusable.
     #[error(transparent)]
     Metrics(#[from] crate::operations::MetricsConfigError),
@@ -66,8 +70,10 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let mut redis_stats = None;
+    let mut node_name = None;
     let (pubsub, cluster) = match config.cluster.options() {
         Some((redis, replication)) => {
+            node_name = Some(redis.node_name.clone());
             let cluster = fawkes::pubsub::redis::start(redis).map_err(ServeError::Cluster)?;
             redis_stats = Some(cluster.stats);
             (cluster.pubsub, Some((cluster.gossip, replication)))
@@ -75,7 +81,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         None => (PubSub::new(), None),
     };
     let counters = pubsub.counters().clone();
-    let endpoint = endpoint(&config, api, pubsub, redis_stats)?;
+    let (endpoint, dashboard) = endpoint(&config, api, pubsub, redis_stats, node_name)?;
     // Presence is one replica of the cluster's: started before anything
     // is tracked, and it leaves the cluster when the node shuts down.
     let replication = match (cluster, endpoint.presence()) {
@@ -87,6 +93,9 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
             );
             let replication = Replication::over_redis(presence, options, &link)
                 .map_err(ServeError::Replication)?;
+            if let Some(dashboard) = &dashboard {
+                dashboard.attach_replication(&replication);
+            }
             Some((replication, link))
         }
         _ => None,
@@ -188,7 +197,8 @@ pub(crate) fn endpoint(
     api: ApiGuard,
     pubsub: PubSub,
     redis_stats: Option<Arc<fawkes::pubsub::redis::ClusterStats>>,
-) -> Result<Endpoint, StartupError> {
+    node_name: Option<String>,
+) -> Result<(Endpoint, Option<Arc<Dashboard>>), StartupError> {
     if api.is_enabled() {
         tracing::info!("POST /api/broadcast is on (bearer secret required)");
     } else {
@@ -272,6 +282,24 @@ pub(crate) fn endpoint(
         }
         builder = builder.socket(socket_config.path.clone(), socket);
     }
+    let dashboard = Dashboard::new(
+        &config.dashboard,
+        std::env::var(crate::dashboard::SECRET_ENV).ok(),
+        builder.pubsub(),
+        redis_stats.clone(),
+        node_name,
+    )?
+    .map(Arc::new);
+    match &dashboard {
+        Some(dashboard) => {
+            tracing::info!("GET /dashboard is on (user admin, the [dashboard] secret)");
+            builder = builder.socket(crate::dashboard::SOCKET_PATH, dashboard.socket());
+        }
+        None => tracing::info!(
+            "GET /dashboard is off: set [dashboard] secret or {} to enable it",
+            crate::dashboard::SECRET_ENV
+        ),
+    }
     if let Some(stats) = redis_stats {
         builder = builder.redis_stats(stats);
     }
@@ -280,13 +308,17 @@ pub(crate) fn endpoint(
     let files = Arc::new(
         (!static_dir.as_os_str().is_empty()).then(|| StaticFiles::new(static_dir.clone())),
     );
-    Ok(builder
+    let page = dashboard.clone();
+    let endpoint = builder
         .handler(move |req: HttpRequest| {
             let pubsub = pubsub.clone();
             let files = files.clone();
             let api = api.clone();
+            let dashboard = page.clone();
             async move {
-                if req.uri().path() == "/api/broadcast" {
+                if let Some(answer) = dashboard.as_ref().and_then(|d| d.answer(&req)) {
+                    answer
+                } else if req.uri().path() == "/api/broadcast" {
                     if let Some(refused) = api.refuse(&req) {
                         return refused;
                     }
@@ -298,7 +330,11 @@ pub(crate) fn endpoint(
                 }
             }
         })
-        .build())
+        .build();
+    if let Some(dashboard) = &dashboard {
+        dashboard.attach(endpoint.presence());
+    }
+    Ok((endpoint, dashboard))
 }
 
 async fn shutdown_signal() {

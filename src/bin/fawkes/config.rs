@@ -73,6 +73,8 @@ pub(crate) struct Config {
     pub(crate) sockets: Vec<SocketConfig>,
     #[serde(default)]
     pub(crate) cluster: crate::cluster::ClusterConfig,
+    #[serde(default)]
+    pub(crate) dashboard: crate::dashboard::DashboardConfig,
 }
 
 /// `[server]`

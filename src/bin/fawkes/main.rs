@@ -11,6 +11,7 @@ mod cli;
 mod cluster;
 mod config;
 mod connect;
+mod dashboard;
 mod operations;
 mod record_cmd;
 mod redact;
