@@ -160,8 +160,9 @@ fn replay(port: u16, dirs: &[PathBuf], what: &str) -> (bool, String) {
     cmd.args(["replay", "--url", &format!("http://127.0.0.1:{port}")])
         // What Phoenix races: presence_state vs diffs, the frames of
         // different channels (or a broadcast and a reply) on one socket,
-        // and a push on its way while the client already acts again.
-        .args(["--races", "presence,channels,ahead"])
+        // and a push on its way while the client already acts again; a
+        // push that was on its way when a client went away (not recorded).
+        .args(["--races", "presence,channels,ahead,tail"])
         .args(dirs);
     let (ok, stdout, stderr) = run_bounded(cmd, what);
     (ok, format!("{stdout}{stderr}"))

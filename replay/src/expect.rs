@@ -65,6 +65,11 @@ pub struct Races {
     /// before or after a push already on its way (a channel's push right
     /// after its join reply, while the client goes on).
     pub ahead: bool,
+    /// A frame the server pushes on a connection after that connection's
+    /// last recorded step is accepted: a recording ends where its client
+    /// went away, and a push already on its way then (a channel's welcome
+    /// right after its join reply) was never recorded.
+    pub tail: bool,
 }
 
 impl Default for Races {
@@ -75,6 +80,7 @@ impl Default for Races {
             longpoll_batch: false,
             channels: false,
             ahead: false,
+            tail: false,
         }
     }
 }
@@ -394,6 +400,7 @@ mod tests {
             longpoll_batch: false,
             channels: false,
             ahead: false,
+            tail: false,
         };
         let mut ex = Expectations::new(&[text(6, "a", DIFF), text(7, "a", STATE)], strict, false);
         match ex.offer("a", &live(LIVE_STATE), &mut b) {

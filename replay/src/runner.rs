@@ -222,6 +222,24 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
             .map(|e| (e.conn.clone(), signature_expected(&e.expected)))
             .collect()
     };
+    // The last step that names each connection (an action or a recv).
+    let mut last_step_of: HashMap<String, usize> = HashMap::new();
+    for action in &plan {
+        let conn = match &action.kind {
+            ActionKind::Connect { conn, .. }
+            | ActionKind::Send { conn, .. }
+            | ActionKind::Close { conn, .. } => Some(conn),
+            ActionKind::Http { .. } | ActionKind::Sleep(_) => None,
+        };
+        let steps = conn
+            .map(|c| (c, action.step))
+            .into_iter()
+            .chain(action.expect.iter().map(|e| (&e.conn, e.step)));
+        for (conn, step) in steps {
+            let last = last_step_of.entry(conn.clone()).or_default();
+            *last = (*last).max(step);
+        }
+    }
     let mut rules = config.rules.clone();
     rules.longpoll_batch_any_order = config.races.longpoll_batch;
     let mut session = Session {
@@ -235,6 +253,7 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         tokens: TokenMap::new(),
         tolerated,
         closed_by_client: HashSet::new(),
+        last_step_of,
     };
     let mut result = Ok(());
     let mut start = 0;
@@ -273,9 +292,21 @@ struct Session<'a> {
     /// a websocket after calling close(), so nothing more is demanded or
     /// refused there.
     closed_by_client: HashSet<String>,
+    /// The last transcript step of each connection (for the `tail` race).
+    last_step_of: HashMap<String, usize>,
 }
 
 impl Session<'_> {
+    /// With the `tail` race: `obs` arrived on a connection whose recorded
+    /// steps are all done (`done` is the last step performed or matched).
+    fn past_its_recording(&self, obs: &Observation, done: usize) -> bool {
+        self.config.races.tail
+            && self
+                .last_step_of
+                .get(&obs.conn)
+                .is_some_and(|&last| done >= last)
+    }
+
     fn is_tolerated(&self, obs: &Observation) -> bool {
         self.closed_by_client.contains(&obs.conn)
             || !self.tolerated.is_empty()
@@ -324,6 +355,7 @@ impl Session<'_> {
                     last_arrival = last_arrival.max(obs.at);
                 }
                 Offer::Unexpected | Offer::Mismatch { .. } if self.is_tolerated(&obs) => {}
+                Offer::Unexpected if self.past_its_recording(&obs, last_step) => {}
                 Offer::Unexpected => {
                     return Err(Failure::Unexpected {
                         after_step: last_step,
@@ -358,7 +390,7 @@ impl Session<'_> {
                 self.pending.push_front(obs);
                 break;
             }
-            if !self.is_tolerated(&obs) {
+            if !self.is_tolerated(&obs) && !self.past_its_recording(&obs, last_step) {
                 return Err(Failure::Unexpected {
                     after_step: last_step,
                     conn: obs.conn,

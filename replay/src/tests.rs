@@ -23,6 +23,17 @@ use super::runner::{run_transcript, Failure, RunConfig};
 use super::transcript::Transcript;
 
 /// heartbeat.json as recorded.
+/// [`HEARTBEAT`] with one heartbeat only.
+const HEARTBEAT_ONCE: &str = r#"{
+ "scenario": "heartbeat_once",
+ "steps": [
+  {"conn": "a", "connect": {"path": "/socket/websocket", "query": {"vsn": "2.0.0"}}},
+  {"conn": "a", "connected": {"status": 101}},
+  {"conn": "a", "send": {"text": "[null,\"1\",\"phoenix\",\"heartbeat\",{}]"}},
+  {"conn": "a", "recv": {"text": "[null,\"1\",\"phoenix\",\"phx_reply\",{\"response\":{},\"status\":\"ok\"}]"}}
+ ]
+}"#;
+
 const HEARTBEAT: &str = r#"{
  "scenario": "heartbeat",
  "description": "V2 heartbeat on topic phoenix gets an ok phx_reply with empty response",
@@ -187,6 +198,30 @@ async fn heartbeat_fails_on_an_extra_frame() {
         "{failure}"
     );
     assert!(failure.to_string().starts_with("unexpected frame"));
+}
+
+#[tokio::test]
+async fn with_the_tail_race_a_push_after_a_connection_s_last_step_passes() {
+    // One heartbeat: the server's second reply arrives after the
+    // connection's last recorded step. Refused by default, accepted with
+    // `tail`; with two heartbeats (above) it is refused either way.
+    let transcript = Transcript::from_json(HEARTBEAT_ONCE).expect("one-heartbeat transcript");
+    assert_eq!(
+        transcript.plan().expect("plan").len(),
+        2,
+        "connect and one send"
+    );
+    let addr = fake_ws_server(Behaviour::DoubleReply).await;
+    let strict = run_transcript(&transcript, &config(addr)).await;
+    assert!(
+        matches!(strict, Err(Failure::Unexpected { .. })),
+        "{strict:?}"
+    );
+    let mut lenient = config(addr);
+    lenient.races.tail = true;
+    run_transcript(&transcript, &lenient)
+        .await
+        .expect("PASS with tail");
 }
 
 #[tokio::test]

@@ -63,6 +63,7 @@ pub(crate) fn parse_races(list: &str) -> Result<Races, String> {
         longpoll_batch: false,
         channels: false,
         ahead: false,
+        tail: false,
     };
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match item {
@@ -70,10 +71,11 @@ pub(crate) fn parse_races(list: &str) -> Result<Races, String> {
             "longpoll-batch" => races.longpoll_batch = true,
             "channels" => races.channels = true,
             "ahead" => races.ahead = true,
+            "tail" => races.tail = true,
             "none" => {}
             other => {
                 return Err(format!(
-                    "unknown race {other:?} (expected presence, longpoll-batch, channels, ahead or none)"
+                    "unknown race {other:?} (expected presence, longpoll-batch, channels, ahead, tail or none)"
                 ))
             }
         }
