@@ -168,6 +168,11 @@ describe("mixed cluster: Phoenix nodes -> fawkes", () => {
       if(action.action.includes("broadcast_from")){ a = b }
       expected.a.push(...a.filter(f => !f.closed))
       expected.b.push(...b.filter(f => !f.closed))
+      // One action at a time: an intercepted event goes through its
+      // channel (handle_out) while the next broadcast takes the fast lane,
+      // so two actions' frames race on fawkes as they do on Phoenix.
+      const want = expected.a.length
+      await eventually(`alice to get ${action.action}'s frames`, () => alice.frames.length >= want, 10000)
     }
     assert.equal(replayed, capture.actions.reduce((n, a) => n + a.captures.length, 0))
     // The last capture is the disconnect of users_socket:bob.
