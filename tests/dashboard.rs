@@ -9,37 +9,11 @@ mod support;
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use serde_json::{json, Value};
-use support::binary::{ws_status, Fawkes};
+use support::binary::{get_with as get, ws_status, Fawkes};
 use support::Client;
 
 const CONFIG: &str = "[dashboard]\nsecret = \"peek-a-boo\"\n";
-
-/// `GET http://127.0.0.1:<port><path>` with `headers`: status, headers, body.
-async fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, hyper::HeaderMap, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let mut request = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Empty::new()).expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .expect("an answer in time")
-        .expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, headers, String::from_utf8_lossy(&body).into_owned())
-}
 
 fn basic(user: &str, password: &str) -> String {
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

@@ -7,36 +7,22 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use fawkes::endpoint::{BearerSecret, MetricsOptions};
 use fawkes::{Endpoint, Payload, Socket, SocketOptions};
 use futures_util::SinkExt;
-use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 use support::{Client, Server, TestChannel};
 use tokio_tungstenite::tungstenite::Message;
 
 /// `GET /metrics` with an optional `Authorization` header: status and body.
 async fn scrape(server: &Server, authorization: Option<&str>) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let mut request = hyper::Request::get(format!("http://{}/metrics", server.addr));
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    let request = request.body(Empty::new()).expect("request");
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .expect("an answer in time")
-        .expect("an answer");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let headers: Vec<(&str, &str)> = authorization
+        .map(|v| ("authorization", v))
+        .into_iter()
+        .collect();
+    let (status, _, body) =
+        support::binary::get_with(server.addr.port(), "/metrics", &headers).await;
+    (status, body)
 }
 
 fn value(text: &str, series: &str) -> Option<f64> {

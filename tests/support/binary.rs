@@ -158,29 +158,34 @@ impl Fawkes {
 /// `GET http://127.0.0.1:<port><path>`; the status and body.
 #[allow(dead_code)] // Not every test binary that includes this module uses it.
 pub async fn get(port: u16, path: &str) -> (u16, String) {
-    send(
-        hyper::Request::get(format!("http://127.0.0.1:{port}{path}")),
-        &[],
-        "",
-    )
-    .await
+    let (status, _, body) = get_with(port, path, &[]).await;
+    (status, body)
+}
+
+/// `GET http://127.0.0.1:<port><path>` with `headers`: status, headers, body.
+#[allow(dead_code)]
+pub async fn get_with(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, String) {
+    let request = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"));
+    send(request, headers, "").await
 }
 
 /// `POST http://127.0.0.1:<port><path>` with `headers`; the status and body.
+#[allow(dead_code)]
 pub async fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
-    send(
-        hyper::Request::post(format!("http://127.0.0.1:{port}{path}")),
-        headers,
-        body,
-    )
-    .await
+    let request = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"));
+    let (status, _, body) = send(request, headers, body).await;
+    (status, body)
 }
 
 async fn send(
     mut request: hyper::http::request::Builder,
     headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String) {
+) -> (u16, hyper::HeaderMap, String) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     for (name, value) in headers {
@@ -194,13 +199,14 @@ async fn send(
         .expect("an answer in time")
         .expect("an answer");
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
         .expect("body")
         .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The HTTP status of a websocket handshake to `url` with extra headers
