@@ -10,8 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use fawkes::prelude::*;
 use fawkes::presence::PresenceOptions;
-use fawkes::{Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload, Socket};
+use fawkes::{Endpoint, Socket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -27,7 +28,7 @@ impl Channel for Observer {
         _params: Payload,
         _socket: &mut ChannelSocket,
     ) -> JoinResult {
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
     async fn handle_in(
         &mut self,
@@ -35,7 +36,7 @@ impl Channel for Observer {
         _payload: Payload,
         _socket: &mut ChannelSocket,
     ) -> HandleResult {
-        HandleResult::NoReply
+        noreply()
     }
 }
 

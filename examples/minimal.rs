@@ -5,7 +5,8 @@
 //! `socket.channel("echo:lobby").join()`; pushes of `"shout"` are
 //! broadcast to everyone on the topic, anything else is echoed back.
 
-use fawkes::{Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload, Reply, Socket};
+use fawkes::prelude::*;
+use fawkes::{Endpoint, Socket};
 
 #[derive(Default)]
 struct EchoChannel;
@@ -17,7 +18,7 @@ impl Channel for EchoChannel {
         _params: Payload,
         _socket: &mut ChannelSocket,
     ) -> JoinResult {
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
 
     async fn handle_in(
@@ -28,9 +29,9 @@ impl Channel for EchoChannel {
     ) -> HandleResult {
         if event == "shout" {
             socket.broadcast("shout", payload);
-            HandleResult::Reply(Reply::ok_empty())
+            reply_ok(Payload::empty())
         } else {
-            HandleResult::Reply(Reply::ok(payload))
+            reply_ok(payload)
         }
     }
 }

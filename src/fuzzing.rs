@@ -14,14 +14,12 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::prelude::*;
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
 use crate::session::InFrame;
 use crate::session::Services;
-use crate::{
-    Channel, ChannelSocket, Connected, HandleResult, JoinResult, Payload, Reply, Serializer,
-    Socket, SocketOptions, StopReason,
-};
+use crate::{Connected, Serializer, Socket, SocketOptions};
 
 /// Parse a longpoll `POST` body; the number of frames, or `None` if refused.
 pub fn longpoll_body(content_type: Option<&str>, body: &[u8]) -> Option<usize> {
@@ -110,6 +108,7 @@ fn harness() -> &'static Harness {
                 shutdown: CancellationToken::new(),
                 drain: Default::default(),
                 tasks: TaskTracker::new(),
+                state: Default::default(),
             },
         }
     })
@@ -127,14 +126,14 @@ impl Channel for FuzzChannel {
         socket: &mut ChannelSocket,
     ) -> JoinResult {
         if topic.ends_with(":refuse") {
-            return JoinResult::Error(Payload::Json(json!({"reason": "refused"})));
+            return Err(ChannelError::reason("refused"));
         }
         if let Some(presence) = socket.presence() {
             let mut meta = serde_json::Map::new();
             meta.insert("params".into(), json!(params_summary(&params)));
             let _ = presence.track("user", meta);
         }
-        JoinResult::Ok(params)
+        Ok(params)
     }
 
     async fn handle_in(
@@ -144,20 +143,17 @@ impl Channel for FuzzChannel {
         socket: &mut ChannelSocket,
     ) -> HandleResult {
         match event {
-            "echo" => HandleResult::Reply(Reply::ok(payload)),
+            "echo" => reply_ok(payload),
             "broadcast" => {
                 socket.broadcast("broadcast", payload);
-                HandleResult::NoReply
+                noreply()
             }
             "push" => {
                 let _ = socket.push("pushed", payload);
-                HandleResult::NoReply
+                noreply()
             }
-            "stop" => HandleResult::Stop {
-                reason: StopReason::Normal,
-                reply: None,
-            },
-            _ => HandleResult::Reply(Reply::error(json!({"reason": "unknown"}))),
+            "stop" => stop(),
+            _ => Err(ChannelError::reason("unknown")),
         }
     }
 }

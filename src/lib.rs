@@ -19,13 +19,26 @@ pub mod presence;
 pub mod pubsub;
 pub mod session;
 pub mod socket;
+mod state;
 pub mod token;
 pub mod transport;
 
 pub use channel::{
-    Channel, ChannelSocket, HandleResult, Info, JoinResult, Reply, StopReason, TerminateReason,
+    noreply, reply, reply_error, reply_ok, stop, stop_with_reply, Channel, ChannelError,
+    ChannelSocket, HandleResult, Handled, InfoError, InfoSender, JoinResult, PushError, Reply,
+    ReplyHandle, StopReason, TerminateReason,
 };
 pub use endpoint::{Endpoint, EndpointBuilder};
-pub use fawkes_protocol::{Payload, Serializer};
+pub use fawkes_protocol::{Payload, PayloadError, Serializer};
 pub use pubsub::PubSub;
-pub use socket::{ConnectInfo, Connected, Socket, SocketOptions};
+pub use socket::{ConnectInfo, ConnectRefused, Connected, Socket, SocketOptions};
+pub use state::AppState;
+
+/// What a channel module needs, in one `use fawkes::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        noreply, reply, reply_error, reply_ok, stop, stop_with_reply, Channel, ChannelError,
+        ChannelSocket, HandleResult, Handled, JoinResult, Payload, Reply, StopReason,
+        TerminateReason,
+    };
+}

@@ -5,10 +5,8 @@
 
 mod support;
 
-use fawkes::{
-    Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, JoinResult, Payload,
-    PubSub, Reply, Socket,
-};
+use fawkes::prelude::*;
+use fawkes::{ConnectInfo, Connected, Endpoint, PubSub, Socket};
 use serde_json::json;
 use support::{Client, Server};
 
@@ -20,7 +18,7 @@ struct KickChannel {
 
 impl Channel for KickChannel {
     async fn join(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> JoinResult {
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
 
     async fn handle_in(
@@ -34,7 +32,7 @@ impl Channel for KickChannel {
             let _ = socket.push("before", Payload::Json(json!({"queued": "first"})));
             self.pubsub.broadcast(&id, "disconnect", Payload::empty());
         }
-        HandleResult::Reply(Reply::ok(Payload::Json(json!({"replied": true}))))
+        reply_ok(Payload::Json(json!({"replied": true})))
     }
 }
 

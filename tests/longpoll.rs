@@ -8,11 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use fawkes::prelude::*;
 use fawkes::socket::ConnectRefused;
-use fawkes::{
-    Channel, ChannelSocket, ConnectInfo, Connected, Endpoint, HandleResult, JoinResult, Payload,
-    Reply, Socket, SocketOptions, TerminateReason,
-};
+use fawkes::{ConnectInfo, Connected, Endpoint, Socket, SocketOptions};
 use http_body_util::{BodyExt as _, Full};
 use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
@@ -39,7 +37,7 @@ impl Channel for TestChannel {
     ) -> JoinResult {
         self.topic = topic.to_owned();
         self.log.lock().expect("log").push(format!("join {topic}"));
-        JoinResult::Ok(Payload::Json(json!({"topic": topic})))
+        Ok(Payload::Json(json!({"topic": topic})))
     }
 
     async fn handle_in(
@@ -49,8 +47,8 @@ impl Channel for TestChannel {
         _socket: &mut ChannelSocket,
     ) -> HandleResult {
         match event {
-            "echo" => HandleResult::Reply(Reply::ok(payload)),
-            _ => HandleResult::NoReply,
+            "echo" => reply_ok(payload),
+            _ => noreply(),
         }
     }
 

@@ -8,10 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fawkes::prelude::*;
 use fawkes::presence::PresenceOptions;
-use fawkes::{
-    Channel, ChannelSocket, Endpoint, HandleResult, Info, JoinResult, Payload, Reply, Socket,
-};
+use fawkes::{Endpoint, Socket};
 use serde_json::{json, Value};
 use support::{Client, Server};
 
@@ -21,18 +20,22 @@ struct Tracked;
 
 struct AfterJoin;
 
-impl Channel for Tracked {
+impl Channel<AfterJoin> for Tracked {
     async fn join(
         &mut self,
         _topic: &str,
         _params: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> JoinResult {
         socket.send_info(AfterJoin).expect("mailbox");
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
 
-    async fn handle_info(&mut self, _info: Info, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_info(
+        &mut self,
+        _: AfterJoin,
+        socket: &mut ChannelSocket<AfterJoin>,
+    ) -> HandleResult {
         let user = socket.assign_str("user").unwrap_or("anon").to_owned();
         let presence = socket.presence().expect("presence enabled");
         let mut meta = serde_json::Map::new();
@@ -40,18 +43,18 @@ impl Channel for Tracked {
         presence.track(&user, meta).expect("track");
         let list = presence.list();
         socket.push("presence_state", list).expect("push");
-        HandleResult::NoReply
+        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         _payload: Payload,
-        _socket: &mut ChannelSocket,
+        _socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
         match event {
             "crash" => panic!("crash requested"),
-            _ => HandleResult::Reply(Reply::ok_empty()),
+            _ => reply_ok(Payload::empty()),
         }
     }
 }

@@ -10,12 +10,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use fawkes::prelude::*;
 use fawkes::presence::replication::{GossipHub, Replication, ReplicationOptions};
 use fawkes::presence::PresenceOptions;
 use fawkes::pubsub::InProcessCluster;
-use fawkes::{
-    Channel, ChannelSocket, Endpoint, HandleResult, Info, JoinResult, Payload, Reply, Socket,
-};
+use fawkes::{Endpoint, Socket};
 use serde_json::{json, Value};
 use support::{Client, Server};
 
@@ -25,18 +24,22 @@ struct Tracked;
 
 struct AfterJoin;
 
-impl Channel for Tracked {
+impl Channel<AfterJoin> for Tracked {
     async fn join(
         &mut self,
         _topic: &str,
         _params: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> JoinResult {
         socket.send_info(AfterJoin).expect("mailbox");
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
 
-    async fn handle_info(&mut self, _info: Info, socket: &mut ChannelSocket) -> HandleResult {
+    async fn handle_info(
+        &mut self,
+        _: AfterJoin,
+        socket: &mut ChannelSocket<AfterJoin>,
+    ) -> HandleResult {
         let user = socket.assign_str("user").unwrap_or("anon").to_owned();
         let presence = socket.presence().expect("presence enabled");
         let mut meta = serde_json::Map::new();
@@ -45,16 +48,16 @@ impl Channel for Tracked {
         socket
             .push("presence_state", presence.list())
             .expect("push");
-        HandleResult::NoReply
+        noreply()
     }
 
     async fn handle_in(
         &mut self,
         _event: &str,
         _payload: Payload,
-        _socket: &mut ChannelSocket,
+        _socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
-        HandleResult::Reply(Reply::ok_empty())
+        reply_ok(Payload::empty())
     }
 }
 

@@ -54,5 +54,5 @@ mod proptests;
 mod test_support;
 
 pub use error::{DecodeError, EncodeError, VsnError};
-pub use message::{Broadcast, Frame, Message, Payload, Reply};
+pub use message::{Broadcast, Frame, Message, Payload, PayloadError, Reply};
 pub use serializer::Serializer;

@@ -7,7 +7,21 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+
+/// Why a payload could not be read as the type a channel asked for
+/// ([`Payload::deserialize`]).
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// The payload is binary where JSON was expected.
+    #[error("invalid payload: expected JSON, got binary")]
+    Binary,
+    /// The JSON does not fit the type (a missing field, a wrong type...).
+    #[error("invalid payload: {0}")]
+    Invalid(serde_json::Error),
+}
 
 /// The body of a message: either arbitrary JSON or raw bytes.
 ///
@@ -59,6 +73,64 @@ impl Payload {
             Payload::Binary(bytes) => Some(bytes),
             Payload::Json(_) | Payload::RawJson(_) => None,
         }
+    }
+
+    /// Read the payload as a `T` (serde), e.g. a
+    /// `#[derive(Deserialize)] struct NewMsg { body: String }`.
+    ///
+    /// A binary payload, or JSON that does not fit `T`, is a
+    /// [`PayloadError`] whose message says why (fawkes answers a channel
+    /// callback that fails with it by an error reply carrying that reason).
+    ///
+    /// ```
+    /// use fawkes_protocol::Payload;
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct NewMsg { body: String }
+    ///
+    /// let payload = Payload::Json(serde_json::json!({"body": "hi"}));
+    /// assert_eq!(payload.deserialize::<NewMsg>().unwrap().body, "hi");
+    /// let error = Payload::empty().deserialize::<NewMsg>().unwrap_err();
+    /// assert_eq!(error.to_string(), "invalid payload: missing field `body`");
+    /// ```
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
+        match self {
+            Payload::Json(value) => T::deserialize(value).map_err(PayloadError::Invalid),
+            Payload::RawJson(text) => serde_json::from_str(text).map_err(PayloadError::Invalid),
+            Payload::Binary(_) => Err(PayloadError::Binary),
+        }
+    }
+
+    /// A JSON payload holding `value` serialized with serde (a struct, a
+    /// map, `serde_json::json!(...)`...).
+    ///
+    /// # Panics
+    ///
+    /// If `value` has no JSON form (a map whose keys are not strings, or a
+    /// `Serialize` impl that fails): that is a bug in the server's own
+    /// value, not bad input, and in a channel callback the panic ends only
+    /// that channel (the client gets `phx_error`). [`Payload::try_json`]
+    /// returns the error instead.
+    ///
+    /// ```
+    /// use fawkes_protocol::Payload;
+    /// #[derive(serde::Serialize)]
+    /// struct Msg<'a> { body: &'a str }
+    ///
+    /// let payload = Payload::json(&Msg { body: "hi" });
+    /// assert_eq!(payload, Payload::Json(serde_json::json!({"body": "hi"})));
+    /// ```
+    #[allow(clippy::panic)]
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Payload {
+        match Payload::try_json(value) {
+            Ok(payload) => payload,
+            Err(error) => panic!("value has no JSON form: {error}"),
+        }
+    }
+
+    /// [`Payload::json`] that returns the serializer's error instead of
+    /// panicking.
+    pub fn try_json<T: Serialize + ?Sized>(value: &T) -> Result<Payload, serde_json::Error> {
+        serde_json::to_value(value).map(Payload::Json)
     }
 
     /// The payload as JSON for a text encoder; `None` for binary.
@@ -235,5 +307,40 @@ mod tests {
         assert!(!bin.is_text());
         assert!(bin.is_empty());
         assert_eq!(bin.into_bytes(), Bytes::new());
+    }
+
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    struct NewMsg {
+        body: String,
+    }
+
+    #[test]
+    fn deserialize_reads_json_and_pre_encoded_json_and_refuses_binary() {
+        let json = Payload::Json(serde_json::json!({"body": "hi"}));
+        assert_eq!(json.deserialize::<NewMsg>().unwrap().body, "hi");
+        let raw = Payload::RawJson(r#"{"body":"raw"}"#.into());
+        assert_eq!(raw.deserialize::<NewMsg>().unwrap().body, "raw");
+        let binary = Payload::Binary(Bytes::from_static(b"x"));
+        assert!(matches!(
+            binary.deserialize::<NewMsg>(),
+            Err(PayloadError::Binary)
+        ));
+        let wrong = Payload::Json(serde_json::json!({"body": 3}));
+        let error = wrong.deserialize::<NewMsg>().unwrap_err().to_string();
+        assert!(
+            error.starts_with("invalid payload: invalid type"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn json_serializes_and_try_json_reports_what_has_no_json_form() {
+        assert_eq!(
+            Payload::json(&[1, 2]),
+            Payload::Json(serde_json::json!([1, 2]))
+        );
+        let mut map = std::collections::HashMap::new();
+        map.insert(vec![1u8], 1);
+        assert!(Payload::try_json(&map).is_err());
     }
 }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::{
-    Channel, ChannelMsg, ChannelSocket, HandleResult, JoinResult, Reply, StopReason,
+    Channel, ChannelMsg, ChannelSocket, HandleResult, Handled, JoinResult, Reply, StopReason,
     TerminateReason,
 };
 use crate::pubsub::{Subscriber, Target};
@@ -41,7 +41,7 @@ enum Step {
 }
 
 /// The result of one callback task.
-pub(crate) enum Handled {
+pub(crate) enum Finished {
     /// The channel goes on: its state, handed back.
     Continue(Box<dyn AnyChannel>),
     /// The channel ends: its state (none after a panic), why, and how the
@@ -53,10 +53,10 @@ pub(crate) enum Handled {
     },
 }
 
-impl Handled {
+impl Finished {
     /// A callback task that panicked (or ended without handing the state back).
     pub(crate) fn crashed() -> Self {
-        Handled::End {
+        Finished::End {
             channel: None,
             reason: TerminateReason::Crashed,
             kind: ExitKind::Error,
@@ -70,21 +70,21 @@ pub(crate) type Joined = Option<(Box<dyn AnyChannel>, JoinResult)>;
 
 /// A channel's state between callbacks, whatever its [`Channel`] type.
 pub(crate) trait AnyChannel: Send + 'static {
-    /// The channel's socket.
-    fn socket(&self) -> &ChannelSocket;
+    /// Publish the presence diffs the last callback produced.
+    fn flush_presence(&self);
     /// Subscribe to the topic (after a successful join).
     fn subscribe(&mut self);
     /// Handle `msg` in a task of its own.
-    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled>;
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Finished>;
     /// Run `terminate` for `reason` in a task of its own (not after a
     /// crash); the state is dropped after it.
     fn terminate(self: Box<Self>, reason: TerminateReason);
 }
 
 /// Run `channel`'s join callback in a task of its own.
-pub(crate) fn join<C: Channel>(
+pub(crate) fn join<C: Channel<I>, I: Send + 'static>(
     channel: C,
-    socket: ChannelSocket,
+    socket: ChannelSocket<I>,
     params: Payload,
 ) -> JoinHandle<Joined> {
     let span = channel_span(&socket);
@@ -108,19 +108,19 @@ pub(crate) fn join<C: Channel>(
 /// The span of one channel callback: its topic and instance id, inside the
 /// span of the session that runs it (socket id, transport) when there is
 /// one. Created per callback, never per broadcast delivery.
-fn channel_span(socket: &ChannelSocket) -> tracing::Span {
+fn channel_span<I>(socket: &ChannelSocket<I>) -> tracing::Span {
     tracing::info_span!("channel", topic = %socket.topic, channel_id = socket.channel_id)
 }
 
 /// A channel value and its socket.
-struct Instance<C> {
+struct Instance<C, I> {
     channel: C,
-    socket: ChannelSocket,
+    socket: ChannelSocket<I>,
 }
 
 /// However the channel ends (left, stopped, replaced, crashed, its session
 /// closed), it leaves its topic and its presences leave with it.
-impl<C> Drop for Instance<C> {
+impl<C, I> Drop for Instance<C, I> {
     fn drop(&mut self) {
         let session = &self.socket.session;
         if let Some(id) = self.socket.subscription.take() {
@@ -133,9 +133,9 @@ impl<C> Drop for Instance<C> {
     }
 }
 
-impl<C: Channel> AnyChannel for Instance<C> {
-    fn socket(&self) -> &ChannelSocket {
-        &self.socket
+impl<C: Channel<I>, I: Send + 'static> AnyChannel for Instance<C, I> {
+    fn flush_presence(&self) {
+        self.socket.flush_presence();
     }
 
     fn subscribe(&mut self) {
@@ -155,7 +155,7 @@ impl<C: Channel> AnyChannel for Instance<C> {
         session.pubsub.counters().channel_subscribed();
     }
 
-    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Handled> {
+    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Finished> {
         let span = channel_span(&self.socket);
         let run = async move {
             let mut this = self;
@@ -163,15 +163,15 @@ impl<C: Channel> AnyChannel for Instance<C> {
             this.socket.current_ref = None;
             this.socket.flush_presence();
             match step {
-                Ok(Step::Continue) => Handled::Continue(this),
-                Ok(Step::End(reason, kind)) => Handled::End {
+                Ok(Step::Continue) => Finished::Continue(this),
+                Ok(Step::End(reason, kind)) => Finished::End {
                     channel: Some(this),
                     reason,
                     kind,
                 },
                 Err(_) => {
                     tracing::error!(topic = %this.socket.topic, "channel crashed");
-                    Handled::crashed()
+                    Finished::crashed()
                 }
             }
         };
@@ -199,7 +199,7 @@ impl<C: Channel> AnyChannel for Instance<C> {
     }
 }
 
-impl<C: Channel> Instance<C> {
+impl<C: Channel<I>, I: Send + 'static> Instance<C, I> {
     async fn handle_msg(&mut self, msg: ChannelMsg) -> Step {
         match msg {
             ChannelMsg::In(incoming) => {
@@ -227,21 +227,29 @@ impl<C: Channel> Instance<C> {
                     .await;
                 self.apply(result)
             }
-            ChannelMsg::Info(info) => {
-                let result = self.channel.handle_info(info, &mut self.socket).await;
-                self.apply(result)
-            }
+            ChannelMsg::Info(info) => match info.downcast::<I>() {
+                Ok(info) => {
+                    let result = self.channel.handle_info(*info, &mut self.socket).await;
+                    self.apply(result)
+                }
+                // Only an `InfoSender<I>` of this channel sends here.
+                Err(_) => Step::Continue,
+            },
         }
     }
 
     fn apply(&mut self, result: HandleResult) -> Step {
         match result {
-            HandleResult::NoReply => Step::Continue,
-            HandleResult::Reply(reply) => {
+            Ok(Handled::NoReply) => Step::Continue,
+            Ok(Handled::Reply(reply)) => {
                 self.reply(reply);
                 Step::Continue
             }
-            HandleResult::Stop { reason, reply } => {
+            Err(error) => {
+                self.reply(Reply::error(error.into_response()));
+                Step::Continue
+            }
+            Ok(Handled::Stop { reason, reply }) => {
                 if let Some(reply) = reply {
                     self.reply(reply);
                 }

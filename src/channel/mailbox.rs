@@ -2,7 +2,6 @@
 
 use fawkes_protocol::{Broadcast, Payload};
 
-use super::Info;
 use crate::session::{SessionControl, TryPushError};
 
 /// An event pushed by the client.
@@ -23,8 +22,9 @@ pub(crate) enum ChannelMsg {
     Leave { ref_: Option<String> },
     /// An intercepted broadcast.
     Out(Box<Broadcast>),
-    /// A `handle_info` message.
-    Info(Info),
+    /// A `handle_info` message: the channel's `Info` type, boxed (the
+    /// session does not know it; the channel's instance unboxes it).
+    Info(Box<dyn std::any::Any + Send>),
 }
 
 /// Sends messages to one channel: through its session, which runs the

@@ -2,10 +2,10 @@
 //! of `Phoenix.Channel`), the values its callbacks return, and how one
 //! joined channel runs them in isolation.
 
-mod info;
 mod instance;
 mod mailbox;
 mod reply;
+mod result;
 mod router;
 mod socket;
 
@@ -13,52 +13,15 @@ use std::future::Future;
 
 use fawkes_protocol::Payload;
 
-pub use info::Info;
-pub(crate) use instance::{AnyChannel, ExitKind, Handled};
+pub(crate) use instance::{AnyChannel, ExitKind, Finished};
 pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
+pub use result::{
+    noreply, reply, reply_error, reply_ok, stop, stop_with_reply, ChannelError, HandleResult,
+    Handled, JoinResult, StopReason,
+};
 pub(crate) use router::Router;
 pub use socket::{ChannelSocket, InfoError, InfoSender, PushError};
-
-/// The outcome of [`Channel::join`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum JoinResult {
-    /// Join accepted; the payload is the reply's `response` (use
-    /// [`Payload::empty`] for `{}`).
-    Ok(Payload),
-    /// Join refused; the payload is the error reply's `response`.
-    Error(Payload),
-}
-
-/// Why a channel asked to stop. `Normal` and `Shutdown` close the channel on
-/// the client (`phx_close`); `Crash` is reported as `phx_error`, like a
-/// Phoenix channel exiting with an abnormal reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StopReason {
-    /// A normal stop (`{:stop, :normal, socket}`).
-    Normal,
-    /// A shutdown stop (`{:stop, :shutdown, socket}`).
-    Shutdown,
-    /// An abnormal stop, reported to the client as a crash.
-    Crash(String),
-}
-
-/// What a callback returns: reply, stay silent, or stop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HandleResult {
-    /// No reply (the client's push will time out unless replied later via a
-    /// [`ReplyHandle`]).
-    NoReply,
-    /// Reply to the message being handled.
-    Reply(Reply),
-    /// Stop the channel, optionally replying first.
-    Stop {
-        /// Why the channel stops.
-        reason: StopReason,
-        /// A reply sent before the channel closes.
-        reply: Option<Reply>,
-    },
-}
 
 /// Why a channel is ending, passed to [`Channel::terminate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +30,7 @@ pub enum TerminateReason {
     Left,
     /// The socket closed (client gone, disconnect, slow client, shutdown).
     Closed,
-    /// A callback returned [`HandleResult::Stop`].
+    /// A callback returned [`Handled::Stop`].
     Stopped(StopReason),
     /// The client joined the same topic again; this instance is replaced.
     DuplicateJoin,
@@ -79,27 +42,70 @@ pub enum TerminateReason {
 /// created for each join and owns its state; its callbacks run one at a time,
 /// each in a task of its own (an idle channel holds no task), so a panic
 /// affects only this channel.
-pub trait Channel: Send + 'static {
+///
+/// Only [`Channel::handle_in`] must be written: by default a join is
+/// accepted with `{}`, intercepted broadcasts are pushed on, messages to
+/// `handle_info` are ignored and `terminate` does nothing.
+///
+/// `Info` is the type of the messages the channel sends itself (or is sent
+/// from anywhere with an [`InfoSender`]) for [`Channel::handle_info`]:
+/// `impl Channel<Tick> for Clock` declares it, and its callbacks take a
+/// `&mut ChannelSocket<Tick>`. Plain `impl Channel for X` has `()`.
+///
+/// ```
+/// use fawkes::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize, Serialize)]
+/// struct NewMsg { body: String }
+///
+/// #[derive(Default)]
+/// struct Room;
+///
+/// impl Channel for Room {
+///     async fn handle_in(&mut self, event: &str, payload: Payload, socket: &mut ChannelSocket) -> HandleResult {
+///         match event {
+///             "new_msg" => {
+///                 // A payload without a string `body`: the client gets an
+///                 // error reply `{"reason": "invalid payload: ..."}`.
+///                 let msg: NewMsg = payload.deserialize()?;
+///                 socket.broadcast("new_msg", Payload::json(&msg));
+///                 reply_ok(Payload::empty())
+///             }
+///             "leave_me" => stop(),
+///             _ => Err(ChannelError::reason("unknown event")),
+///         }
+///     }
+/// }
+/// ```
+pub trait Channel<Info: Send + 'static = ()>: Send + 'static {
     /// Broadcast events that go through [`Channel::handle_out`] instead of
     /// straight to the client (Phoenix's `intercept`).
     fn intercepts(&self) -> &'static [&'static str] {
         &[]
     }
 
-    /// Called when a client joins `topic` with `params`.
+    /// Called when a client joins `topic` with `params`: `Ok(response)`
+    /// accepts (the join reply's `response`), `Err` refuses with the
+    /// error's response. By default every join is accepted with `{}`.
     fn join(
         &mut self,
         topic: &str,
         params: Payload,
-        socket: &mut ChannelSocket,
-    ) -> impl Future<Output = JoinResult> + Send;
+        socket: &mut ChannelSocket<Info>,
+    ) -> impl Future<Output = JoinResult> + Send {
+        let _ = (topic, params, socket);
+        async { Ok(Payload::empty()) }
+    }
 
-    /// Called for each event the client pushes on the joined topic.
+    /// Called for each event the client pushes on the joined topic. An
+    /// `Err` is answered with an error reply carrying its response (and the
+    /// channel goes on), so `payload.deserialize()?` reads a typed payload.
     fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<Info>,
     ) -> impl Future<Output = HandleResult> + Send;
 
     /// Called for each intercepted broadcast; by default pushes it on.
@@ -107,36 +113,36 @@ pub trait Channel: Send + 'static {
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<Info>,
     ) -> impl Future<Output = HandleResult> + Send {
         let pushed = socket.push(event, payload);
         async move {
             match pushed {
-                Ok(()) => HandleResult::NoReply,
-                Err(error) => HandleResult::Stop {
+                Ok(()) => noreply(),
+                Err(error) => Ok(Handled::Stop {
                     reason: StopReason::Crash(error.to_string()),
                     reply: None,
-                },
+                }),
             }
         }
     }
 
-    /// Called for messages sent to the channel with
-    /// [`ChannelSocket::send_info`] or an [`crate::channel::ChannelSocket::info_sender`].
+    /// Called for each message sent with [`ChannelSocket::send_info`] or an
+    /// [`InfoSender`]. By default ignores it.
     fn handle_info(
         &mut self,
         info: Info,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<Info>,
     ) -> impl Future<Output = HandleResult> + Send {
         let _ = (info, socket);
-        async { HandleResult::NoReply }
+        async { noreply() }
     }
 
     /// Called once when the channel ends (not after a panic).
     fn terminate(
         &mut self,
         reason: &TerminateReason,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<Info>,
     ) -> impl Future<Output = ()> + Send {
         let _ = (reason, socket);
         async {}

@@ -28,13 +28,15 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// Route `pattern` to channels made by `factory`, one per join.
-    pub(crate) fn route<F, C>(&mut self, pattern: impl Into<String>, factory: F)
+    pub(crate) fn route<F, C, I>(&mut self, pattern: impl Into<String>, factory: F)
     where
         F: Fn() -> C + Send + Sync + 'static,
-        C: Channel,
+        C: Channel<I>,
+        I: Send + 'static,
     {
-        let starter: Starter =
-            Arc::new(move |socket, params| instance::join(factory(), socket, params));
+        let starter: Starter = Arc::new(move |socket, params| {
+            instance::join::<C, I>(factory(), socket.retype(), params)
+        });
         self.routes.push((pattern.into(), starter));
     }
 

@@ -3,10 +3,14 @@
 
 use fawkes_protocol::{EncodeError, Message, Payload};
 
-use super::{ChannelMsg, Info, Mailbox, ReplyHandle};
+use std::marker::PhantomData;
+
+use super::{ChannelMsg, Mailbox, ReplyHandle};
 use crate::presence::{ChannelPresence, HeldDiffs};
+use crate::pubsub::PubSub;
 use crate::pubsub::SubscriptionId;
 use crate::session::{QueueError, SessionContext, TryPushError};
+use crate::state::AppState;
 
 /// Why a push or reply could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -32,15 +36,34 @@ pub enum InfoError {
     Full,
 }
 
-/// Sends [`Info`] messages to one channel from anywhere.
-#[derive(Clone, Debug)]
-pub struct InfoSender(Mailbox);
+/// Sends messages to one channel's [`crate::Channel::handle_info`] from
+/// anywhere (another task, a timer, another channel). `I` is the channel's
+/// `Info` type.
+pub struct InfoSender<I> {
+    mailbox: Mailbox,
+    _info: PhantomData<fn(I)>,
+}
 
-impl InfoSender {
-    /// Deliver `value` to the channel's `handle_info`.
-    pub fn send<T: std::any::Any + Send>(&self, value: T) -> Result<(), InfoError> {
-        self.0
-            .send(ChannelMsg::Info(Info::new(value)))
+impl<I> Clone for InfoSender<I> {
+    fn clone(&self) -> Self {
+        Self {
+            mailbox: self.mailbox.clone(),
+            _info: PhantomData,
+        }
+    }
+}
+
+impl<I> std::fmt::Debug for InfoSender<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InfoSender").field(&self.mailbox).finish()
+    }
+}
+
+impl<I: Send + 'static> InfoSender<I> {
+    /// Deliver `info` to the channel's `handle_info`.
+    pub fn send(&self, info: I) -> Result<(), InfoError> {
+        self.mailbox
+            .send(ChannelMsg::Info(Box::new(info)))
             .map_err(|error| match error {
                 TryPushError::Full => InfoError::Full,
                 TryPushError::Closed => InfoError::Closed,
@@ -48,8 +71,10 @@ impl InfoSender {
     }
 }
 
-/// The channel's view of its client and topic.
-pub struct ChannelSocket {
+/// The channel's view of its client, its topic and the server (Phoenix's
+/// `socket` in a channel). `I` is the channel's `Info` type (see
+/// [`crate::Channel`]).
+pub struct ChannelSocket<I = ()> {
     pub(crate) session: SessionContext,
     pub(crate) topic: String,
     pub(crate) join_ref: Option<String>,
@@ -58,9 +83,10 @@ pub struct ChannelSocket {
     pub(crate) current_ref: Option<String>,
     /// Presence diffs produced by the running callback, sent after it.
     pub(crate) held_diffs: HeldDiffs,
+    pub(crate) _info: PhantomData<fn(I)>,
 }
 
-impl std::fmt::Debug for ChannelSocket {
+impl<I> std::fmt::Debug for ChannelSocket<I> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChannelSocket")
             .field("topic", &self.topic)
@@ -69,10 +95,96 @@ impl std::fmt::Debug for ChannelSocket {
     }
 }
 
-impl ChannelSocket {
+impl<I: Send + 'static> ChannelSocket<I> {
+    /// Send `info` to this channel's own `handle_info` (handled after the
+    /// current callback returns; Phoenix's `send(self(), info)`).
+    pub fn send_info(&self, info: I) -> Result<(), InfoError> {
+        self.info_sender().send(info)
+    }
+
+    /// A handle that sends `handle_info` messages to this channel.
+    pub fn info_sender(&self) -> InfoSender<I> {
+        InfoSender {
+            mailbox: Mailbox {
+                control: self.session.control.clone(),
+                channel_id: self.channel_id,
+            },
+            _info: PhantomData,
+        }
+    }
+}
+
+impl<I> ChannelSocket<I> {
     /// The joined topic.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The same socket seen by a channel with another `Info` type.
+    pub(crate) fn retype<J>(self) -> ChannelSocket<J> {
+        ChannelSocket {
+            session: self.session,
+            topic: self.topic,
+            join_ref: self.join_ref,
+            channel_id: self.channel_id,
+            subscription: self.subscription,
+            current_ref: self.current_ref,
+            held_diffs: self.held_diffs,
+            _info: PhantomData,
+        }
+    }
+
+    /// The socket's id (`Connected::id`, Phoenix's `id/1`), if the connect
+    /// callback gave it one: a `disconnect` broadcast on it closes every
+    /// socket with this id.
+    pub fn id(&self) -> Option<&str> {
+        self.session.id.as_deref()
+    }
+
+    /// The application's value of type `T`, given with
+    /// [`crate::EndpointBuilder::state`].
+    pub fn state<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.session.state.get::<T>()
+    }
+
+    /// All of the application's state.
+    pub fn app_state(&self) -> &AppState {
+        &self.session.state
+    }
+
+    /// The endpoint's pubsub (Phoenix's `Endpoint`: broadcast anywhere,
+    /// subscribe).
+    pub fn pubsub(&self) -> &PubSub {
+        &self.session.pubsub
+    }
+
+    /// Broadcast to every subscriber of another `topic` (Phoenix's
+    /// `Endpoint.broadcast/3` from a channel), e.g. to tell the channels of
+    /// `user:42` that a permission was revoked.
+    pub fn broadcast_to(&self, topic: &str, event: &str, payload: Payload) {
+        self.session.pubsub.broadcast(topic, event, payload);
+    }
+
+    /// End this socket politely, as a `disconnect` broadcast on its id
+    /// does (Phoenix's `Endpoint.broadcast(id, "disconnect", %{})`): every
+    /// socket with this id closes (websocket close 1001; what was queued
+    /// before is still written). A socket without an id closes alone.
+    pub fn disconnect(&self) {
+        match &self.session.id {
+            Some(id) => self
+                .session
+                .pubsub
+                .broadcast(id, "disconnect", Payload::empty()),
+            None => self.session.control.disconnect(),
+        }
+    }
+
+    /// End this socket abruptly (Phoenix's
+    /// `Process.exit(socket.transport_pid, :kill)`): the connection drops
+    /// with no close frame and nothing queued is written; phoenix.js sees
+    /// an abnormal close and reconnects.
+    pub fn kill(&self) {
+        self.session.control.kill();
     }
 
     /// The join reference of this channel instance.
@@ -141,20 +253,6 @@ impl ChannelSocket {
             topic: self.topic.clone(),
             join_ref: self.join_ref.clone(),
             ref_: Some(ref_.clone()),
-        })
-    }
-
-    /// Send `value` to this channel's own `handle_info` (handled after the
-    /// current callback returns).
-    pub fn send_info<T: std::any::Any + Send>(&self, value: T) -> Result<(), InfoError> {
-        self.info_sender().send(value)
-    }
-
-    /// A handle that sends `handle_info` messages to this channel.
-    pub fn info_sender(&self) -> InfoSender {
-        InfoSender(Mailbox {
-            control: self.session.control.clone(),
-            channel_id: self.channel_id,
         })
     }
 

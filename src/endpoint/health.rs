@@ -41,6 +41,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             drain: Default::default(),
             tasks: TaskTracker::new(),
+            state: Default::default(),
         };
         let status = |path| answer(path, &shared).map(|r| r.status());
         assert_eq!(status("/health"), Some(StatusCode::OK));

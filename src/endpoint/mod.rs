@@ -60,6 +60,7 @@ pub struct EndpointBuilder {
     metrics: MetricsOptions,
     redis: Option<metrics::RedisStats>,
     drain: DrainOptions,
+    state: crate::state::AppState,
 }
 
 impl std::fmt::Debug for EndpointBuilder {
@@ -87,6 +88,15 @@ impl EndpointBuilder {
         Fut: Future<Output = HttpResponse> + Send + 'static,
     {
         self.handler = Some(Arc::new(move |req| Box::pin(handler(req))));
+        self
+    }
+
+    /// Give the application's `value` to every connect callback
+    /// ([`crate::ConnectInfo::state`]) and channel
+    /// ([`crate::ChannelSocket::state`]), found by its type. Call it once
+    /// per type (a second value of a type replaces the first).
+    pub fn state<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.state = self.state.with(value);
         self
     }
 
@@ -161,6 +171,7 @@ impl EndpointBuilder {
                     shutdown: CancellationToken::new(),
                     drain: Default::default(),
                     tasks: TaskTracker::new(),
+                    state: self.state,
                 },
             }),
         }
@@ -206,6 +217,7 @@ impl Endpoint {
             metrics: MetricsOptions::default(),
             redis: None,
             drain: DrainOptions::default(),
+            state: Default::default(),
         }
     }
 

@@ -64,7 +64,7 @@ impl JoinOutcome {
 }
 
 /// Labels of the reasons a session closes (`DisconnectReason::label`).
-pub(crate) const CLOSE_REASONS: [&str; 11] = [
+pub(crate) const CLOSE_REASONS: [&str; 12] = [
     "client_closed",
     "idle_timeout",
     "invalid_frame",
@@ -75,6 +75,7 @@ pub(crate) const CLOSE_REASONS: [&str; 11] = [
     "slow_client",
     "server_shutdown",
     "rate_limited",
+    "killed",
     "other",
 ];
 

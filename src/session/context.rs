@@ -7,10 +7,11 @@ use fawkes_protocol::Serializer;
 use super::{Outbound, SessionControl};
 use crate::presence::Presence;
 use crate::pubsub::PubSub;
+use crate::state::AppState;
 
 /// The session-wide handles a channel task needs.
 #[derive(Clone, Debug)]
-pub struct SessionContext {
+pub(crate) struct SessionContext {
     pub(crate) serializer: Serializer,
     pub(crate) outbound: Outbound,
     pub(crate) pubsub: PubSub,
@@ -19,4 +20,8 @@ pub struct SessionContext {
     /// whole B-tree node per connection).
     pub(crate) assigns: Arc<[(String, serde_json::Value)]>,
     pub(crate) control: SessionControl,
+    /// The socket id (`Connected::id`), if it has one.
+    pub(crate) id: Option<Arc<str>>,
+    /// The endpoint's application state.
+    pub(crate) state: AppState,
 }

@@ -18,12 +18,14 @@ pub(crate) enum SessionEvent {
     Disconnect,
     /// The outbound queue or the channel messages overflowed.
     Overflow,
+    /// A channel asked to drop the connection with no close frame.
+    Kill,
 }
 
 /// A handle that sends events to one session: messages for its channels,
 /// `disconnect`, queue overflow.
 #[derive(Clone, Debug)]
-pub struct SessionControl {
+pub(crate) struct SessionControl {
     tx: QueueSender<SessionEvent>,
 }
 
@@ -45,6 +47,11 @@ impl SessionControl {
     pub(crate) fn overflowed(&self) {
         // The session may already be gone; then nobody needs the event.
         let _ = self.tx.push_past_capacity(SessionEvent::Overflow);
+    }
+
+    /// Ask the session to drop its connection at once, with no close frame.
+    pub(crate) fn kill(&self) {
+        let _ = self.tx.push_past_capacity(SessionEvent::Kill);
     }
 
     /// Ask the session to close as if its id received a `disconnect`.

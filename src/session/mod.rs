@@ -26,8 +26,8 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use crate::pubsub::WireFrame;
-pub use context::SessionContext;
-pub use control::SessionControl;
+pub(crate) use context::SessionContext;
+pub(crate) use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use drain::DrainOptions;
 pub(crate) use driver::Driver;
@@ -39,9 +39,7 @@ use rate::TokenBucket;
 pub use reason::DisconnectReason;
 pub(crate) use services::Services;
 
-use crate::channel::{
-    ChannelMsg, ChannelSocket, ExitKind, Handled, Incoming, JoinResult, TerminateReason,
-};
+use crate::channel::{ChannelMsg, ChannelSocket, ExitKind, Finished, Incoming, TerminateReason};
 use crate::metrics::{JoinOutcome, Transport};
 use crate::pubsub::{Subscriber, SubscriptionId, Target};
 use crate::socket::{Connected, SocketConfig};
@@ -124,6 +122,8 @@ pub(crate) fn prepare<I: InboundSource>(
         presence: shared.presence.clone(),
         assigns: connected.assigns.into_iter().collect(),
         control: control.clone(),
+        id: connected.id.as_deref().map(Arc::from),
+        state: shared.state.clone(),
     };
     let id_subscription = connected.id.as_ref().map(|id| {
         let sub = shared.pubsub.subscribe(
@@ -208,6 +208,7 @@ impl Session {
         match event {
             SessionEvent::Disconnect => Some(DisconnectReason::Disconnected),
             SessionEvent::Overflow => Some(DisconnectReason::SlowClient),
+            SessionEvent::Kill => Some(DisconnectReason::Killed),
             SessionEvent::Channel(channel_id, msg) => {
                 self.channels.deliver(channel_id, msg);
                 None
@@ -218,10 +219,10 @@ impl Session {
     /// A channel's callback finished: keep the channel, or end it and tell
     /// the client (`phx_close` after a leave or a normal stop, `phx_error`
     /// after a crash or an abnormal stop).
-    fn on_handled(&mut self, channel_id: u64, handled: Handled) {
+    fn on_handled(&mut self, channel_id: u64, handled: Finished) {
         let (channel, reason, kind) = match handled {
-            Handled::Continue(channel) => return self.channels.resume(channel_id, channel),
-            Handled::End {
+            Finished::Continue(channel) => return self.channels.resume(channel_id, channel),
+            Finished::End {
                 channel,
                 reason,
                 kind,
@@ -356,6 +357,7 @@ impl Session {
             subscription: None,
             current_ref: None,
             held_diffs: Default::default(),
+            _info: std::marker::PhantomData,
         };
         let Some(mut joining) = self.socket.router.join(socket, msg.payload) else {
             return;
@@ -372,14 +374,14 @@ impl Session {
         };
         let topic = msg.topic;
         match joined {
-            Ok(Some((mut channel, JoinResult::Ok(response)))) => {
+            Ok(Some((mut channel, Ok(response)))) => {
                 self.context.pubsub.counters().join(JoinOutcome::Ok);
                 // Subscribed before the reply, as Phoenix; the presence diffs
                 // the join produced go out after it.
                 channel.subscribe();
                 self.reply(join_ref.clone(), msg.ref_, topic.clone(), "ok", response);
                 self.close_replaced(replaced, &topic);
-                channel.socket().flush_presence();
+                channel.flush_presence();
                 let entry = ChannelEntry {
                     channel_id,
                     join_ref,
@@ -389,11 +391,12 @@ impl Session {
                 self.channels.insert(topic, entry);
                 self.channels.resume(channel_id, channel);
             }
-            Ok(Some((channel, JoinResult::Error(response)))) => {
+            Ok(Some((channel, Err(error)))) => {
                 self.context.pubsub.counters().join(JoinOutcome::Error);
+                let response = error.into_response();
                 self.reply(join_ref, msg.ref_, topic.clone(), "error", response);
                 self.close_replaced(replaced, &topic);
-                channel.socket().flush_presence();
+                channel.flush_presence();
             }
             Ok(None) | Err(_) => {
                 self.context.pubsub.counters().join(JoinOutcome::Crash);

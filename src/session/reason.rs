@@ -30,6 +30,10 @@ pub enum DisconnectReason {
     /// The client sent more frames than the socket's `message_rate`.
     #[error("message rate limit exceeded")]
     RateLimited,
+    /// A channel killed the socket ([`crate::ChannelSocket::kill`]): the
+    /// connection drops with no close frame.
+    #[error("killed by a channel")]
+    Killed,
 }
 
 impl DisconnectReason {
@@ -47,6 +51,7 @@ impl DisconnectReason {
             DisconnectReason::SlowClient => "slow_client",
             DisconnectReason::ServerShutdown => "server_shutdown",
             DisconnectReason::RateLimited => "rate_limited",
+            DisconnectReason::Killed => "killed",
         }
     }
 
@@ -54,7 +59,7 @@ impl DisconnectReason {
     /// or `None` when no close frame should be sent.
     pub fn close_code(&self) -> Option<u16> {
         match self {
-            DisconnectReason::ClientClosed => None,
+            DisconnectReason::ClientClosed | DisconnectReason::Killed => None,
             DisconnectReason::IdleTimeout => Some(1002),
             DisconnectReason::InvalidFrame(_) => Some(1011),
             DisconnectReason::WebSocket(tokio_tungstenite::tungstenite::Error::Capacity(_)) => {

@@ -27,4 +27,6 @@ pub(crate) struct Services {
     /// after it), so shutdown waits for their close frames. The transports
     /// spawn into it; a session itself never does.
     pub(crate) tasks: TaskTracker,
+    /// The application's state, for connect callbacks and channels.
+    pub(crate) state: crate::state::AppState,
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use tokio::task::JoinHandle;
 
-use crate::channel::{AnyChannel, ChannelMsg, Handled, TerminateReason};
+use crate::channel::{AnyChannel, ChannelMsg, Finished, TerminateReason};
 
 /// Messages that may wait for one channel's running callback before the
 /// session stops reading its client.
@@ -29,7 +29,7 @@ pub(crate) struct ChannelEntry {
 #[derive(Default)]
 pub(crate) struct ChannelTable {
     entries: Vec<(String, ChannelEntry)>,
-    running: Vec<(u64, JoinHandle<Handled>)>,
+    running: Vec<(u64, JoinHandle<Finished>)>,
 }
 
 impl ChannelTable {
@@ -105,12 +105,12 @@ impl ChannelTable {
     }
 
     /// The next callback to finish (pending while none runs).
-    pub(crate) async fn next_finished(&mut self) -> (u64, Handled) {
+    pub(crate) async fn next_finished(&mut self) -> (u64, Finished) {
         poll_fn(|cx| self.poll_finished(cx)).await
     }
 
     /// Poll for the next callback to finish.
-    pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u64, Handled)> {
+    pub(crate) fn poll_finished(&mut self, cx: &mut Context<'_>) -> Poll<(u64, Finished)> {
         for index in 0..self.running.len() {
             let (channel_id, handle) = &mut self.running[index];
             let channel_id = *channel_id;
@@ -121,7 +121,7 @@ impl ChannelTable {
                 }
                 // A task that ended without handing the state back
                 // (aborted, or a panic outside the callback) crashed.
-                return Poll::Ready((channel_id, result.unwrap_or_else(|_| Handled::crashed())));
+                return Poll::Ready((channel_id, result.unwrap_or_else(|_| Finished::crashed())));
             }
         }
         Poll::Pending
@@ -146,13 +146,13 @@ impl ChannelTable {
         };
         runtime.spawn(async move {
             match running.await {
-                Ok(Handled::Continue(channel)) => channel.terminate(reason),
-                Ok(Handled::End {
+                Ok(Finished::Continue(channel)) => channel.terminate(reason),
+                Ok(Finished::End {
                     channel: Some(channel),
                     reason: stopped,
                     ..
                 }) => channel.terminate(stopped),
-                Ok(Handled::End { channel: None, .. }) | Err(_) => {}
+                Ok(Finished::End { channel: None, .. }) | Err(_) => {}
             }
         });
     }

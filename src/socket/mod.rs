@@ -17,6 +17,8 @@ pub use options::SocketOptions;
 pub use origin::{CheckOrigin, OriginError};
 
 use crate::channel::{Channel, Router};
+use crate::state::AppState;
+use fawkes_protocol::{Payload, PayloadError};
 
 /// Connect params and connection facts handed to the connect callback.
 #[derive(Debug, Clone, Default)]
@@ -30,12 +32,27 @@ pub struct ConnectInfo {
     pub peer_addr: Option<SocketAddr>,
     /// The HTTP request headers.
     pub headers: hyper::HeaderMap,
+    /// The endpoint's application state ([`crate::EndpointBuilder::state`]).
+    pub state: AppState,
 }
 
 impl ConnectInfo {
     /// A param as a string, if present and a string.
     pub fn param(&self, key: &str) -> Option<&str> {
         self.params.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The params read as a `T` (serde), e.g. a
+    /// `#[derive(Deserialize)] struct Params { token: String }`. Every
+    /// param is a string (they come from the query string); unknown ones
+    /// (such as `vsn`) are ignored unless `T` denies them.
+    pub fn params_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, PayloadError> {
+        Payload::Json(serde_json::Value::Object(self.params.clone())).deserialize()
+    }
+
+    /// The application's value of type `T`, if the endpoint was given one.
+    pub fn state<T: std::any::Any + Send + Sync>(&self) -> Option<&T> {
+        self.state.get::<T>()
     }
 }
 
@@ -47,6 +64,26 @@ pub struct Connected {
     /// The socket id: a `disconnect` broadcast on this topic closes every
     /// socket with this id.
     pub id: Option<String>,
+}
+
+impl Connected {
+    /// Accept with no id and no assigns (`{:ok, socket}`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Give the socket an id (Phoenix's `id/1`).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Add an assign (Phoenix's `assign/3`), read by channels with
+    /// [`crate::ChannelSocket::assign`].
+    pub fn assign(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.assigns.insert(key.into(), value.into());
+        self
+    }
 }
 
 /// A connect callback's refusal (HTTP 403, as Phoenix answers `:error`).
@@ -106,11 +143,13 @@ impl Socket {
         self
     }
 
-    /// Route topics matching `pattern` to channels made by `factory`.
-    pub fn channel<F, C>(mut self, pattern: impl Into<String>, factory: F) -> Self
+    /// Route topics matching `pattern` (an exact topic, or a prefix ending
+    /// in `*`) to channels made by `factory`, one per join.
+    pub fn channel<F, C, I>(mut self, pattern: impl Into<String>, factory: F) -> Self
     where
         F: Fn() -> C + Send + Sync + 'static,
-        C: Channel,
+        C: Channel<I>,
+        I: Send + 'static,
     {
         self.router.route(pattern, factory);
         self

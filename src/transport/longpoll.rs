@@ -218,6 +218,7 @@ async fn new_session(
         auth_token,
         peer_addr: Some(peer),
         headers: headers.clone(),
+        state: shared.state.clone(),
     };
     let Ok(connected) = (socket.connect)(info).await else {
         tracing::info!(%peer, "longpoll connect refused");

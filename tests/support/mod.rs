@@ -9,10 +9,8 @@ pub mod watcher;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use fawkes::{
-    Channel, ChannelSocket, Endpoint, HandleResult, JoinResult, Payload, Reply, Socket,
-    SocketOptions,
-};
+use fawkes::prelude::*;
+use fawkes::{Endpoint, Socket, SocketOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -36,7 +34,7 @@ impl Channel for TestChannel {
         _params: Payload,
         _socket: &mut ChannelSocket,
     ) -> JoinResult {
-        JoinResult::Ok(Payload::Json(json!({ "topic": topic })))
+        Ok(Payload::Json(json!({ "topic": topic })))
     }
 
     async fn handle_in(
@@ -46,7 +44,7 @@ impl Channel for TestChannel {
         socket: &mut ChannelSocket,
     ) -> HandleResult {
         match event {
-            "echo" => HandleResult::Reply(Reply::ok(payload)),
+            "echo" => reply_ok(payload),
             "crash" => panic!("test crash"),
             "sleep" => {
                 let ms = match &payload {
@@ -54,17 +52,17 @@ impl Channel for TestChannel {
                     Payload::Binary(_) | Payload::RawJson(_) => 0,
                 };
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                HandleResult::Reply(Reply::ok(payload))
+                reply_ok(payload)
             }
             "broadcast" => {
                 socket.broadcast("broadcast", payload);
-                HandleResult::Reply(Reply::ok_empty())
+                reply_ok(Payload::empty())
             }
             "broadcast_from" => {
                 socket.broadcast_from("broadcast", payload);
-                HandleResult::Reply(Reply::ok_empty())
+                reply_ok(Payload::empty())
             }
-            _ => HandleResult::Reply(Reply::error(json!({"reason": "unknown"}))),
+            _ => reply_error(json!({"reason": "unknown"})),
         }
     }
 }

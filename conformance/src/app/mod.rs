@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use fawkes::endpoint::HttpLimits;
 use fawkes::presence::PresenceOptions;
-use fawkes::socket::ConnectRefused;
-use fawkes::{ConnectInfo, Connected, Endpoint, Socket, SocketOptions};
+use fawkes::{ConnectInfo, ConnectRefused, Connected, Endpoint, Socket, SocketOptions};
 use serde_json::Value;
 
 pub use presence_channel::PresenceChannel;
@@ -35,15 +34,10 @@ fn connect(info: &ConnectInfo) -> Result<Connected, ConnectRefused> {
     if info.param("token") == Some("bad") {
         return Err(ConnectRefused);
     }
-    let user_id = info.param("user_id").unwrap_or("anon").to_owned();
-    let mut connected = Connected {
-        id: Some(format!("users_socket:{user_id}")),
-        ..Connected::default()
-    };
-    connected
-        .assigns
-        .insert("user_id".into(), Value::String(user_id));
-    Ok(connected)
+    let user_id = info.param("user_id").unwrap_or("anon");
+    Ok(Connected::new()
+        .id(format!("users_socket:{user_id}"))
+        .assign("user_id", user_id))
 }
 
 /// The endpoint of APP.md: `/socket` (websocket + longpoll, defaults) and

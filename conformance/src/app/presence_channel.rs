@@ -1,14 +1,14 @@
 //! PresenceChannel of APP.md: tracks the user on join, pushes
 //! `presence_state`, and updates, untracks, tracks extra keys and lists.
 
+use fawkes::prelude::*;
 use fawkes::presence::tracker::Meta;
-use fawkes::{Channel, ChannelSocket, HandleResult, Info, JoinResult, Payload, Reply};
 use serde_json::{json, Value};
 
 use super::field;
 
 /// Sent to itself after a join: track, then push `presence_state`.
-struct AfterJoin {
+pub struct AfterJoin {
     name: Value,
 }
 
@@ -18,19 +18,19 @@ pub struct PresenceChannel {
     user_id: String,
 }
 
-fn meta(value: Value) -> Meta {
-    match value {
-        Value::Object(map) => map,
-        _ => Meta::new(),
-    }
+fn meta(name: Value, status: &str) -> Meta {
+    let mut meta = Meta::new();
+    meta.insert("name".into(), name);
+    meta.insert("status".into(), status.into());
+    meta
 }
 
-impl Channel for PresenceChannel {
+impl Channel<AfterJoin> for PresenceChannel {
     async fn join(
         &mut self,
-        _topic: &str,
+        _: &str,
         params: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> JoinResult {
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
         let name = match field(&params, "name") {
@@ -40,29 +40,28 @@ impl Channel for PresenceChannel {
         socket
             .send_info(AfterJoin { name })
             .expect("own mailbox has room");
-        JoinResult::Ok(Payload::empty())
+        Ok(Payload::empty())
     }
 
-    async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
-        if let Ok(AfterJoin { name }) = info.downcast::<AfterJoin>() {
-            let presence = socket.presence().expect("presence enabled");
-            let _ = presence.track(
-                &self.user_id,
-                meta(json!({"name": name, "status": "online"})),
-            );
-            let list = presence.list();
-            socket
-                .push("presence_state", list)
-                .expect("push presence_state");
-        }
-        HandleResult::NoReply
+    async fn handle_info(
+        &mut self,
+        AfterJoin { name }: AfterJoin,
+        socket: &mut ChannelSocket<AfterJoin>,
+    ) -> HandleResult {
+        let presence = socket.presence().expect("presence enabled");
+        let _ = presence.track(&self.user_id, meta(name, "online"));
+        let list = presence.list();
+        socket
+            .push("presence_state", list)
+            .expect("push presence_state");
+        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
         let presence = socket.presence().expect("presence enabled");
         match event {
@@ -72,22 +71,18 @@ impl Channel for PresenceChannel {
                     meta.insert("status".into(), status);
                     meta
                 });
-                HandleResult::Reply(Reply::ok_empty())
             }
-            "untrack" => {
-                presence.untrack(&self.user_id);
-                HandleResult::Reply(Reply::ok_empty())
-            }
+            "untrack" => presence.untrack(&self.user_id),
             "track_extra" => {
                 let key = match field(&payload, "key") {
                     Value::String(key) => key,
                     other => other.to_string(),
                 };
-                let _ = presence.track(&key, meta(json!({"name": key, "status": "extra"})));
-                HandleResult::Reply(Reply::ok_empty())
+                let _ = presence.track(&key, meta(json!(key), "extra"));
             }
-            "list" => HandleResult::Reply(Reply::ok(presence.list())),
+            "list" => return reply_ok(presence.list()),
             other => panic!("PresenceChannel has no handle_in for {other:?}"),
         }
+        reply_ok(Payload::empty())
     }
 }

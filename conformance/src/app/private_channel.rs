@@ -1,28 +1,17 @@
 //! PrivateChannel: every join is refused with `{reason: "unauthorized"}`.
 
-use fawkes::{Channel, ChannelSocket, HandleResult, JoinResult, Payload};
-use serde_json::json;
+use fawkes::prelude::*;
 
 /// Refuses every join.
 #[derive(Debug, Default)]
 pub struct PrivateChannel;
 
 impl Channel for PrivateChannel {
-    async fn join(
-        &mut self,
-        _topic: &str,
-        _params: Payload,
-        _socket: &mut ChannelSocket,
-    ) -> JoinResult {
-        JoinResult::Error(Payload::Json(json!({"reason": "unauthorized"})))
+    async fn join(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> JoinResult {
+        Err(ChannelError::reason("unauthorized"))
     }
 
-    async fn handle_in(
-        &mut self,
-        event: &str,
-        _payload: Payload,
-        _socket: &mut ChannelSocket,
-    ) -> HandleResult {
+    async fn handle_in(&mut self, event: &str, _: Payload, _: &mut ChannelSocket) -> HandleResult {
         panic!("PrivateChannel has no handle_in for {event:?}")
     }
 }

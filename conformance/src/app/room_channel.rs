@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use fawkes::{Channel, ChannelSocket, HandleResult, Info, JoinResult, Payload, Reply, StopReason};
+use fawkes::prelude::*;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{field, truthy};
 
 /// Sent to itself after a join, to push `welcome` after the join reply.
-struct AfterJoin;
+pub struct AfterJoin;
 
 /// One joined `room:*` topic.
 #[derive(Debug, Default)]
@@ -18,7 +19,13 @@ pub struct RoomChannel {
     value: Value,
 }
 
-impl Channel for RoomChannel {
+/// The `slow` event's payload (anything else crashes, as in Phoenix).
+#[derive(Deserialize)]
+struct Slow {
+    ms: u64,
+}
+
+impl Channel<AfterJoin> for RoomChannel {
     fn intercepts(&self) -> &'static [&'static str] {
         &["filtered"]
     }
@@ -27,57 +34,57 @@ impl Channel for RoomChannel {
         &mut self,
         topic: &str,
         params: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> JoinResult {
         if truthy(Some(&field(&params, "reject"))) {
-            return JoinResult::Error(Payload::Json(json!({"reason": "rejected"})));
+            return Err(ChannelError::reason("rejected"));
         }
         if truthy(Some(&field(&params, "crash"))) {
             panic!("join crash requested");
         }
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
         socket.send_info(AfterJoin).expect("own mailbox has room");
-        JoinResult::Ok(Payload::Json(
-            json!({"topic": topic, "user_id": self.user_id}),
-        ))
+        Ok(json!({"topic": topic, "user_id": self.user_id}).into())
     }
 
-    async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
-        if info.is::<AfterJoin>() {
-            let topic = socket.topic().to_owned();
-            socket
-                .push("welcome", Payload::Json(json!({"topic": topic})))
-                .expect("push welcome");
-        }
-        HandleResult::NoReply
+    async fn handle_info(
+        &mut self,
+        _: AfterJoin,
+        socket: &mut ChannelSocket<AfterJoin>,
+    ) -> HandleResult {
+        let welcome = json!({"topic": socket.topic()});
+        socket
+            .push("welcome", welcome.into())
+            .expect("push welcome");
+        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
         match event {
-            "echo" => HandleResult::Reply(Reply::ok(payload)),
-            "error_reply" => HandleResult::Reply(Reply::error(json!({"reason": "requested"}))),
-            "ok_empty" => HandleResult::Reply(Reply::ok_empty()),
-            "noreply" => HandleResult::NoReply,
+            "echo" => reply_ok(payload),
+            "error_reply" => reply_error(json!({"reason": "requested"})),
+            "ok_empty" => reply_ok(Payload::empty()),
+            "noreply" => noreply(),
             "push_back" => {
                 socket.push("pushed", payload).expect("push");
-                HandleResult::NoReply
+                noreply()
             }
             "broadcast" => {
                 socket.broadcast("broadcast", payload);
-                HandleResult::Reply(Reply::ok_empty())
-            }
-            "broadcast_from" => {
-                socket.broadcast_from("broadcast_from", payload);
-                HandleResult::Reply(Reply::ok_empty())
+                reply_ok(Payload::empty())
             }
             "filtered" => {
                 socket.broadcast("filtered", payload);
-                HandleResult::NoReply
+                noreply()
+            }
+            "broadcast_from" => {
+                socket.broadcast_from("broadcast_from", payload);
+                reply_ok(Payload::empty())
             }
             "async_reply" => {
                 let handle = socket.reply_handle().expect("async_reply needs a ref");
@@ -85,39 +92,31 @@ impl Channel for RoomChannel {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = handle.reply(Reply::ok(payload));
                 });
-                HandleResult::NoReply
+                noreply()
             }
             "slow" => {
-                let ms = field(&payload, "ms")
-                    .as_u64()
-                    .expect("slow needs an integer ms");
+                let Slow { ms } = payload.deserialize().expect("slow needs an integer ms");
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                HandleResult::Reply(Reply::ok(json!({"slept": ms})))
+                reply_ok(json!({"slept": ms}))
             }
             "set" => {
                 self.value = field(&payload, "value");
-                HandleResult::Reply(Reply::ok_empty())
+                reply_ok(Payload::empty())
             }
-            "get" => HandleResult::Reply(Reply::ok(json!({"value": self.value}))),
+            "get" => reply_ok(json!({"value": self.value})),
             "crash" => panic!("crash requested"),
-            "stop" => HandleResult::Stop {
-                reason: StopReason::Normal,
-                reply: None,
-            },
-            "stop_reply" => HandleResult::Stop {
-                reason: StopReason::Normal,
-                reply: Some(Reply::ok(payload)),
-            },
-            "binary_echo" => HandleResult::Reply(Reply::ok(binary(payload))),
+            "stop" => stop(),
+            "stop_reply" => stop_with_reply(Reply::ok(payload)),
+            "binary_echo" => reply_ok(binary(payload)),
             "binary_push" => {
                 socket
                     .push("binary_pushed", binary(payload))
                     .expect("binary push");
-                HandleResult::NoReply
+                noreply()
             }
             "binary_broadcast" => {
                 socket.broadcast("binary_broadcast", binary(payload));
-                HandleResult::NoReply
+                noreply()
             }
             other => panic!("RoomChannel has no handle_in for {other:?}"),
         }
@@ -127,16 +126,16 @@ impl Channel for RoomChannel {
         &mut self,
         event: &str,
         mut payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
         if truthy(Some(&field(&payload, "drop"))) {
-            return HandleResult::NoReply;
+            return noreply();
         }
         if let Payload::Json(Value::Object(map)) = &mut payload {
             map.insert("seen_by".into(), Value::String(self.user_id.clone()));
         }
         socket.push(event, payload).expect("push intercepted");
-        HandleResult::NoReply
+        noreply()
     }
 }
 

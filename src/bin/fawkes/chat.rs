@@ -8,13 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::metrics::Counters;
+use fawkes::prelude::*;
 use fawkes::presence::replication::Replication;
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::CheckOrigin;
-use fawkes::{
-    Channel, ChannelSocket, ConnectInfo, Endpoint, HandleResult, Info, JoinResult, Payload, PubSub,
-    Reply, Socket,
-};
+use fawkes::{ConnectInfo, Endpoint, PubSub, Socket};
 use serde_json::{json, Value};
 
 use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
@@ -276,8 +274,8 @@ pub(crate) fn endpoint(
                 rule: rule.clone(),
                 hooks: topic_hooks,
             });
-            socket = socket.channel(rule.pattern.clone(), move || {
-                RelayChannel::new(topic.clone())
+            socket = socket.channel(rule.pattern.clone(), move || RelayChannel {
+                topic: topic.clone(),
             });
         }
         builder = builder.socket(socket_config.path.clone(), socket);
@@ -375,40 +373,38 @@ struct RelayChannel {
     topic: Arc<TopicApp>,
 }
 
-impl RelayChannel {
-    fn new(topic: Arc<TopicApp>) -> Self {
-        Self { topic }
-    }
+/// The join params the default presence key is read from.
+#[derive(serde::Deserialize)]
+struct JoinParams {
+    user: Option<String>,
 }
 
 /// The socket's assigns as a JSON object.
-fn assigns(socket: &ChannelSocket) -> serde_json::Map<String, Value> {
+fn assigns<I>(socket: &ChannelSocket<I>) -> serde_json::Map<String, Value> {
     socket
         .assigns()
         .map(|(key, value)| (key.to_owned(), value.clone()))
         .collect()
 }
 
-impl Channel for RelayChannel {
+impl Channel<AfterJoin> for RelayChannel {
     async fn join(
         &mut self,
         topic: &str,
         params: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> JoinResult {
         let mut reply = Payload::empty();
         if let Some(hooks) = &self.topic.hooks {
             match hooks.join(topic, &params, assigns(socket)).await {
                 None => {}
-                Some(Ok(JoinAnswer::Ok { response })) => {
-                    reply = Payload::Json(Value::Object(response))
-                }
+                Some(Ok(JoinAnswer::Ok { response })) => reply = Value::Object(response).into(),
                 Some(Ok(JoinAnswer::Error { response })) => {
-                    return JoinResult::Error(Payload::Json(Value::Object(response)));
+                    return Err(ChannelError::new(Value::Object(response)));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%topic, %error, "join webhook failed");
-                    return JoinResult::Error(Payload::Json(json!({"reason": error.reason()})));
+                    return Err(ChannelError::reason(error.reason()));
                 }
             }
         }
@@ -420,33 +416,28 @@ impl Channel for RelayChannel {
                     Some(Value::Number(key)) => key.to_string(),
                     _ => "anonymous".to_owned(),
                 },
-                None => {
-                    let from_join = match &params {
-                        Payload::Json(Value::Object(map)) => map
-                            .get("user")
-                            .and_then(Value::as_str)
-                            .filter(|u| !u.is_empty()),
-                        _ => None,
-                    };
-                    from_join
-                        .or(socket.assign_str("user"))
-                        .unwrap_or("anonymous")
-                        .to_owned()
-                }
+                None => params
+                    .deserialize::<JoinParams>()
+                    .ok()
+                    .and_then(|p| p.user)
+                    .filter(|u| !u.is_empty())
+                    .or_else(|| socket.assign_str("user").map(str::to_owned))
+                    .unwrap_or_else(|| "anonymous".to_owned()),
             };
             if socket.send_info(AfterJoin { key }).is_err() {
-                return JoinResult::Error(Payload::Json(json!({"reason": "busy"})));
+                return Err(ChannelError::reason("busy"));
             }
         }
-        JoinResult::Ok(reply)
+        Ok(reply)
     }
 
-    async fn handle_info(&mut self, info: Info, socket: &mut ChannelSocket) -> HandleResult {
-        let Ok(AfterJoin { key }) = info.downcast::<AfterJoin>() else {
-            return HandleResult::NoReply;
-        };
+    async fn handle_info(
+        &mut self,
+        AfterJoin { key }: AfterJoin,
+        socket: &mut ChannelSocket<AfterJoin>,
+    ) -> HandleResult {
         let Some(presence) = socket.presence() else {
-            return HandleResult::NoReply;
+            return noreply();
         };
         let online_at = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -457,50 +448,45 @@ impl Channel for RelayChannel {
         if let Err(error) = presence.track(&key, meta) {
             tracing::warn!(%error, key, "presence track failed");
         }
-        let list = presence.list();
-        if let Err(error) = socket.push("presence_state", list) {
+        if let Err(error) = socket.push("presence_state", presence.list()) {
             tracing::warn!(%error, "presence_state not pushed");
         }
-        HandleResult::NoReply
+        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket,
+        socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
-        if let Some(hooks) = self.topic.hooks.as_ref().filter(|h| h.handles(event)) {
-            let topic = socket.topic().to_owned();
-            return match hooks
-                .handle_in(&topic, event, &payload, assigns(socket))
-                .await
-            {
-                Ok(answer) => {
-                    if let Some(ask) = answer.broadcast {
-                        let payload = Payload::Json(ask.payload);
-                        if ask.exclude_sender {
-                            socket.broadcast_from(&ask.event, payload);
-                        } else {
-                            socket.broadcast(&ask.event, payload);
-                        }
-                    }
-                    HandleResult::Reply(Reply::new(
-                        answer.status.as_str(),
-                        Payload::Json(Value::Object(answer.response)),
-                    ))
-                }
-                Err(error) => {
-                    tracing::warn!(%topic, event, %error, "handle_in webhook failed");
-                    HandleResult::Reply(Reply::error(json!({"reason": error.reason()})))
-                }
-            };
-        }
-        if self.topic.rule.relay.iter().any(|e| e == event) {
+        let Some(hooks) = self.topic.hooks.as_ref().filter(|h| h.handles(event)) else {
+            if !self.topic.rule.relay.iter().any(|e| e == event) {
+                return Err(ChannelError::reason("unknown event"));
+            }
             socket.broadcast_from(event, payload);
-            HandleResult::Reply(Reply::ok_empty())
-        } else {
-            HandleResult::Reply(Reply::error(json!({"reason": "unknown event"})))
+            return reply_ok(Payload::empty());
+        };
+        let topic = socket.topic().to_owned();
+        match hooks
+            .handle_in(&topic, event, &payload, assigns(socket))
+            .await
+        {
+            Ok(answer) => {
+                if let Some(ask) = answer.broadcast {
+                    let payload = Payload::Json(ask.payload);
+                    if ask.exclude_sender {
+                        socket.broadcast_from(&ask.event, payload);
+                    } else {
+                        socket.broadcast(&ask.event, payload);
+                    }
+                }
+                reply(answer.status.as_str(), Value::Object(answer.response))
+            }
+            Err(error) => {
+                tracing::warn!(%topic, event, %error, "handle_in webhook failed");
+                Err(ChannelError::reason(error.reason()))
+            }
         }
     }
 }

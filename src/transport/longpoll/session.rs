@@ -392,6 +392,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             drain: Default::default(),
             tasks: tokio_util::task::TaskTracker::new(),
+            state: Default::default(),
         }
     }
 

@@ -110,7 +110,8 @@ impl<S: Io> Future for Connection<S> {
             }
             let mut session_cx = Context::from_waker(this.wakeups.waker(SESSION));
             let reason = ready!(this.driver.poll_session(&mut session_cx));
-            if this.write_failed {
+            // Killed: dropped with no close frame, as a killed transport.
+            if this.write_failed || matches!(reason, DisconnectReason::Killed) {
                 return Poll::Ready(());
             }
             this.closing = Some(match reason.close_code() {

@@ -65,6 +65,7 @@ pub(crate) async fn upgrade(
         auth_token: auth_token.clone(),
         peer_addr: Some(peer),
         headers: headers.clone(),
+        state: shared.state.clone(),
     };
     let Ok(connected) = (socket.connect)(info).await else {
         tracing::info!(%peer, "connect refused");

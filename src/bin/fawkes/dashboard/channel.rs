@@ -4,8 +4,8 @@
 //! may ask for one topic's presences (`presence`) or search the topics
 //! (`topics`).
 
-use fawkes::{Channel, ChannelSocket, HandleResult, JoinResult, Payload, Reply};
-use serde_json::{json, Value};
+use fawkes::prelude::*;
+use serde::Deserialize;
 
 use super::sampler::{Sampler, Watch};
 
@@ -32,21 +32,17 @@ impl DashboardChannel {
     }
 }
 
-fn string_field<'a>(payload: &'a Payload, field: &str) -> Option<&'a str> {
-    match payload {
-        Payload::Json(Value::Object(map)) => map.get(field).and_then(Value::as_str),
-        _ => None,
-    }
-}
-
-fn error(reason: &str) -> HandleResult {
-    HandleResult::Reply(Reply::error(Payload::Json(json!({"reason": reason}))))
+/// The `presence` and `topics` events' payloads.
+#[derive(Deserialize)]
+struct Query {
+    topic: Option<String>,
+    query: Option<String>,
 }
 
 impl Channel for DashboardChannel {
-    async fn join(&mut self, _topic: &str, _params: Payload, _: &mut ChannelSocket) -> JoinResult {
+    async fn join(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> JoinResult {
         self.watch = Some(self.sampler.watch());
-        JoinResult::Ok(Payload::Json(self.sampler.current()))
+        Ok(self.sampler.current().into())
     }
 
     async fn handle_in(
@@ -56,21 +52,23 @@ impl Channel for DashboardChannel {
         _: &mut ChannelSocket,
     ) -> HandleResult {
         let sources = self.sampler.sources();
+        let query = payload.deserialize::<Query>().ok();
+        let query = query.unwrap_or(Query {
+            topic: None,
+            query: None,
+        });
         match event {
             "presence" => {
-                let Some(topic) = string_field(&payload, "topic") else {
-                    return error("expected {\"topic\": string}");
+                let Some(topic) = query.topic else {
+                    return Err(ChannelError::reason("expected {\"topic\": string}"));
                 };
-                match sources.presences(topic) {
-                    Some(list) => HandleResult::Reply(Reply::ok(Payload::Json(list))),
-                    None => error("presence is off on this node"),
+                match sources.presences(&topic) {
+                    Some(list) => reply_ok(list),
+                    None => Err(ChannelError::reason("presence is off on this node")),
                 }
             }
-            "topics" => {
-                let query = string_field(&payload, "query").unwrap_or("");
-                HandleResult::Reply(Reply::ok(Payload::Json(sources.search_topics(query))))
-            }
-            _ => error("unknown event"),
+            "topics" => reply_ok(sources.search_topics(query.query.as_deref().unwrap_or(""))),
+            _ => Err(ChannelError::reason("unknown event")),
         }
     }
 }
