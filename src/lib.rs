@@ -20,6 +20,7 @@ pub mod pubsub;
 pub mod session;
 pub mod socket;
 mod state;
+pub mod testing;
 pub mod token;
 pub mod transport;
 

@@ -221,6 +221,11 @@ impl Endpoint {
         }
     }
 
+    /// What the endpoint is made of, for in-process clients.
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
     /// The endpoint's pubsub (`Endpoint.broadcast`).
     pub fn pubsub(&self) -> &PubSub {
         &self.inner.shared.pubsub

@@ -183,6 +183,22 @@ impl Client {
         }
     }
 
+    /// Wait for the connection to end, failing on a close frame or any
+    /// data frame before the end (a dropped connection, as a killed
+    /// transport).
+    pub async fn recv_drop_without_close(&mut self) {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("connection end in time")
+            {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("expected the connection to drop, got {other:?}"),
+                Some(Err(_)) | None => return,
+            }
+        }
+    }
+
     /// Join `topic` with join_ref = ref = `join_ref` and check the ok reply.
     pub async fn join(&mut self, topic: &str, join_ref: &str) {
         self.send_json(json!([join_ref, join_ref, topic, "phx_join", {}]))

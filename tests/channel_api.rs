@@ -1,0 +1,280 @@
+//! The channel author's API, driven in-process with `fawkes::testing` (no
+//! socket opened): typed payloads and the error reply of one that does not
+//! fit, the short results, typed `handle_info`, application state, the
+//! socket id, broadcasting to another topic, and ending the socket
+//! politely or abruptly (the abrupt end is also checked over a real
+//! websocket: no close frame).
+
+mod support;
+
+use std::time::Duration;
+
+use fawkes::prelude::*;
+use fawkes::{testing, ConnectInfo, ConnectRefused, Connected, Endpoint, Socket};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Application state shared by every channel.
+struct Motd(&'static str);
+
+#[derive(Deserialize, Serialize)]
+struct NewMsg {
+    body: String,
+}
+
+/// What a room sends itself.
+enum Tick {
+    Say(String),
+}
+
+#[derive(Default)]
+struct Room;
+
+impl Channel<Tick> for Room {
+    async fn join(
+        &mut self,
+        topic: &str,
+        _: Payload,
+        socket: &mut ChannelSocket<Tick>,
+    ) -> JoinResult {
+        if topic == "room:secret" {
+            return Err(ChannelError::reason("unauthorized"));
+        }
+        let motd = socket.state::<Motd>().map(|m| m.0).unwrap_or("none");
+        Ok(json!({"motd": motd, "id": socket.id()}).into())
+    }
+
+    async fn handle_info(&mut self, info: Tick, socket: &mut ChannelSocket<Tick>) -> HandleResult {
+        let Tick::Say(text) = info;
+        socket
+            .push("said", json!({"text": text}).into())
+            .expect("push");
+        noreply()
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket<Tick>,
+    ) -> HandleResult {
+        match event {
+            "new_msg" => {
+                let msg: NewMsg = payload.deserialize()?;
+                socket.broadcast("new_msg", Payload::json(&msg));
+                reply_ok(Payload::json(&NewMsg {
+                    body: msg.body.to_uppercase(),
+                }))
+            }
+            "later" => {
+                let text: String = payload.deserialize()?;
+                socket.send_info(Tick::Say(text)).expect("own mailbox");
+                reply_ok(Payload::empty())
+            }
+            "tell_user" => {
+                let user: String = payload.deserialize()?;
+                socket.broadcast_to(&format!("user:{user}"), "revoked", Payload::empty());
+                noreply()
+            }
+            "disconnect_me" => {
+                socket.disconnect();
+                noreply()
+            }
+            "kill_me" => {
+                socket.kill();
+                noreply()
+            }
+            "bye" => stop(),
+            _ => Err(ChannelError::reason("unknown event")),
+        }
+    }
+}
+
+/// Only `handle_in`: the default join accepts with `{}`.
+#[derive(Default)]
+struct UserChannel;
+
+impl Channel for UserChannel {
+    async fn handle_in(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> HandleResult {
+        noreply()
+    }
+}
+
+#[derive(Deserialize)]
+struct Params {
+    user: String,
+}
+
+async fn connect(info: ConnectInfo) -> Result<Connected, ConnectRefused> {
+    let params: Params = info.params_as().map_err(|_| ConnectRefused)?;
+    if info.state::<Motd>().is_none() {
+        return Err(ConnectRefused);
+    }
+    Ok(Connected::new().id(format!("user_socket:{}", params.user)))
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint::builder()
+        .state(Motd("be nice"))
+        .socket(
+            "/socket",
+            Socket::new()
+                .connect(connect)
+                .channel("room:*", Room::default)
+                .channel("user:*", UserChannel::default),
+        )
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_push_reply_broadcast_and_stop_without_a_socket() {
+    let endpoint = endpoint();
+    let mut alice = testing::connect(&endpoint, "/socket", &[("user", "alice")])
+        .await
+        .expect("alice connects");
+    let mut bob = testing::connect(&endpoint, "/socket", &[("user", "bob")])
+        .await
+        .expect("bob connects");
+    let joined = alice.join("room:lobby", json!({})).await.expect("join");
+    assert_eq!(
+        joined,
+        json!({"motd": "be nice", "id": "user_socket:alice"}).into()
+    );
+    bob.join("room:lobby", json!({})).await.expect("join");
+
+    let reply = alice
+        .request("room:lobby", "new_msg", json!({"body": "hi"}))
+        .await;
+    assert_eq!(reply.status, "ok");
+    assert_eq!(reply.response, json!({"body": "HI"}).into());
+    for client in [&mut alice, &mut bob] {
+        let broadcast = client.assert_broadcast("room:lobby", "new_msg").await;
+        assert_eq!(broadcast, json!({"body": "hi"}).into());
+    }
+
+    // Typed handle_info: pushed after the reply.
+    let reply = alice.request("room:lobby", "later", json!("soon")).await;
+    assert_eq!(reply.status, "ok");
+    assert_eq!(
+        alice.assert_push("room:lobby", "said").await,
+        json!({"text": "soon"}).into()
+    );
+
+    // Stop: phx_close for this client only.
+    alice.push("room:lobby", "bye", json!({})).await;
+    alice.assert_push("room:lobby", "phx_close").await;
+    bob.refute_event("room:lobby", "phx_close", Duration::from_millis(200))
+        .await;
+
+    let refused = alice.join("room:secret", json!({})).await;
+    assert_eq!(refused, Err(json!({"reason": "unauthorized"}).into()));
+    alice.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_payload_that_does_not_fit_gets_an_error_reply_and_the_channel_goes_on() {
+    let endpoint = endpoint();
+    let mut client = testing::connect(&endpoint, "/socket", &[("user", "carol")])
+        .await
+        .expect("connect");
+    client.join("room:lobby", json!({})).await.expect("join");
+    let reply = client
+        .request("room:lobby", "new_msg", json!({"text": "no body"}))
+        .await;
+    assert_eq!(reply.status, "error");
+    assert_eq!(
+        reply.response,
+        json!({"reason": "invalid payload: missing field `body`"}).into()
+    );
+    client
+        .refute_event("room:lobby", "phx_error", Duration::from_millis(100))
+        .await;
+    let reply = client
+        .request("room:lobby", "new_msg", json!({"body": "ok"}))
+        .await;
+    assert_eq!(reply.status, "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_connect_callback_reads_typed_params_and_state() {
+    let endpoint = endpoint();
+    let refused = testing::connect(&endpoint, "/socket", &[("name", "no user")]).await;
+    assert!(refused.is_err(), "params without `user` are refused");
+    let no_state = Endpoint::builder()
+        .socket("/socket", Socket::new().connect(connect))
+        .build();
+    let refused = testing::connect(&no_state, "/socket", &[("user", "dave")]).await;
+    assert!(refused.is_err(), "no Motd in the state: refused");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_broadcasts_to_another_topic() {
+    let endpoint = endpoint();
+    let mut admin = testing::connect(&endpoint, "/socket", &[("user", "admin")])
+        .await
+        .expect("connect");
+    let mut erin = testing::connect(&endpoint, "/socket", &[("user", "erin")])
+        .await
+        .expect("connect");
+    admin.join("room:admin", json!({})).await.expect("join");
+    assert_eq!(
+        erin.join("user:erin", json!({})).await,
+        Ok(Payload::empty())
+    );
+    admin.push("room:admin", "tell_user", json!("erin")).await;
+    assert_eq!(
+        erin.assert_broadcast("user:erin", "revoked").await,
+        Payload::empty()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn disconnect_ends_every_socket_with_the_id_and_kill_ends_only_this_one() {
+    let endpoint = endpoint();
+    let mut first = testing::connect(&endpoint, "/socket", &[("user", "frank")])
+        .await
+        .expect("connect");
+    let mut second = testing::connect(&endpoint, "/socket", &[("user", "frank")])
+        .await
+        .expect("connect");
+    let mut other = testing::connect(&endpoint, "/socket", &[("user", "gina")])
+        .await
+        .expect("connect");
+    first.join("room:a", json!({})).await.expect("join");
+    first.push("room:a", "disconnect_me", json!({})).await;
+    assert_eq!(first.assert_closed().await, "disconnected");
+    assert_eq!(second.assert_closed().await, "disconnected");
+
+    let mut third = testing::connect(&endpoint, "/socket", &[("user", "frank")])
+        .await
+        .expect("connect");
+    third.join("room:a", json!({})).await.expect("join");
+    third.push("room:a", "kill_me", json!({})).await;
+    assert_eq!(third.assert_closed().await, "killed");
+    // Gina, another id, is untouched.
+    other.join("room:a", json!({})).await.expect("join");
+    let reply = other
+        .request("room:a", "new_msg", json!({"body": "still here"}))
+        .await;
+    assert_eq!(reply.status, "ok");
+}
+
+/// Over a real websocket: kill drops the connection with no close frame,
+/// where a `disconnect` sends 1001.
+#[tokio::test]
+async fn kill_drops_the_websocket_with_no_close_frame() {
+    let server = support::Server::start_endpoint(endpoint()).await;
+    let mut client = support::Client::connect(&server.url("vsn=2.0.0&user=hal")).await;
+    client.join("room:k", "1").await;
+    client
+        .send_json(json!(["1", "2", "room:k", "kill_me", {}]))
+        .await;
+    client.recv_drop_without_close().await;
+
+    let mut client = support::Client::connect(&server.url("vsn=2.0.0&user=ivy")).await;
+    client.join("room:k", "1").await;
+    client
+        .send_json(json!(["1", "2", "room:k", "disconnect_me", {}]))
+        .await;
+    assert_eq!(client.recv_close_strict().await, Some(1001));
+}
