@@ -278,3 +278,36 @@ async fn kill_drops_the_websocket_with_no_close_frame() {
         .await;
     assert_eq!(client.recv_close_strict().await, Some(1001));
 }
+
+/// An application that accepts connections itself (here wrapping each
+/// stream in a buffer) hands them to the endpoint one by one.
+#[tokio::test]
+async fn an_already_accepted_stream_is_served() {
+    let endpoint = endpoint();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serving = endpoint.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((stream, peer)) = listener.accept().await {
+            serving.serve_connection(tokio::io::BufStream::new(stream), peer);
+        }
+    });
+    let url = format!("ws://{addr}/socket/websocket?vsn=2.0.0&user=jo");
+    let mut client = support::Client::connect(&url).await;
+    client.join("room:wrapped", "1").await;
+    client
+        .send_json(json!(["1", "2", "room:wrapped", "new_msg", {"body": "x"}]))
+        .await;
+    let mut saw_reply = false;
+    for _ in 0..2 {
+        let frame = client.recv_json().await;
+        if frame[3] == "phx_reply" {
+            assert_eq!(frame[4], json!({"status": "ok", "response": {"body": "X"}}));
+            saw_reply = true;
+        }
+    }
+    assert!(saw_reply, "the push was answered");
+    accept.abort();
+}

@@ -298,7 +298,6 @@ impl Endpoint {
         &self,
         accepted: std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
     ) {
-        let limits = self.inner.http_limits;
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -308,6 +307,20 @@ impl Endpoint {
                 return;
             }
         };
+        let _ = stream.set_nodelay(true);
+        self.serve_connection(stream, peer);
+    }
+
+    /// Serve one connection the application accepted itself (from a
+    /// listener it wraps, after a TLS handshake...), from `peer`, in a task
+    /// of its own: HTTP/1.1 with the socket transports, the handler, the
+    /// [`HttpLimits`] and the drain of [`Endpoint::serve`]. Returns at once.
+    /// Must be called inside a Tokio runtime.
+    pub fn serve_connection<S>(&self, stream: S, peer: std::net::SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = self.inner.http_limits;
         // Over a limit: closed at once, before any byte is read.
         let permit = match self.inner.connections.try_open(peer.ip()) {
             Ok(permit) => Arc::new(permit),
@@ -316,7 +329,6 @@ impl Endpoint {
                 return;
             }
         };
-        let _ = stream.set_nodelay(true);
         let inner = self.inner.clone();
         self.inner.shared.tasks.spawn(async move {
             let shutdown = inner.shared.shutdown.clone();
