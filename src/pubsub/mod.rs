@@ -4,7 +4,7 @@
 //! bytes are queued on every subscriber's session. Events a channel
 //! intercepts go to that channel's task instead (`handle_out`). A socket
 //! with an id subscribes to that id's topic so a `disconnect` broadcast
-//! closes it. Subscribers are reached through [`Deliver`], which the session
+//! closes it. Subscribers are reached through `Deliver`, which the session
 //! implements. With an [`Adapter`] (a cluster), a broadcast is also handed
 //! to the adapter for the other nodes, and what other nodes publish arrives
 //! through [`LocalNode`] and is delivered here only.

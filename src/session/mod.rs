@@ -25,18 +25,19 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-pub use crate::pubsub::WireFrame;
+pub(crate) use crate::pubsub::WireFrame;
 pub(crate) use context::SessionContext;
 pub(crate) use control::SessionControl;
 pub(crate) use control::SessionEvent;
 pub use drain::DrainOptions;
 pub(crate) use driver::Driver;
+pub(crate) use outbound::Outbound;
 pub(crate) use outbound::OutboundReceiver;
-pub use outbound::{Outbound, QueueError};
+pub use outbound::QueueError;
 pub(crate) use queue::TryPushError;
 pub use rate::RateLimit;
 use rate::TokenBucket;
-pub use reason::DisconnectReason;
+pub(crate) use reason::DisconnectReason;
 pub(crate) use services::Services;
 
 use crate::channel::{ChannelMsg, ChannelSocket, ExitKind, Finished, Incoming, TerminateReason};
@@ -47,7 +48,7 @@ use table::{ChannelEntry, ChannelTable, MAX_WAITING};
 
 /// One frame received from the client.
 #[derive(Debug, Clone)]
-pub enum InFrame {
+pub(crate) enum InFrame {
     /// A text frame.
     Text(Utf8Bytes),
     /// A binary frame.

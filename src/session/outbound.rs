@@ -29,7 +29,7 @@ pub enum QueueError {
 /// whose queue is full instead of growing memory, so fan-out never blocks
 /// on one subscriber.
 #[derive(Clone, Debug)]
-pub struct Outbound(QueueSender<WireFrame, Link>);
+pub(crate) struct Outbound(QueueSender<WireFrame, Link>);
 
 /// The receiving end of a session's outbound queue (its transport's).
 pub(crate) type OutboundReceiver = QueueReceiver<WireFrame, Link>;
@@ -58,7 +58,7 @@ impl Outbound {
 
     /// Queue a frame without waiting; a full queue closes the session as a
     /// slow client.
-    pub fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
+    pub(crate) fn deliver(&self, frame: WireFrame) -> Result<(), QueueError> {
         match self.0.try_push(frame) {
             Ok(()) => Ok(()),
             Err((TryPushError::Full, _)) => {

@@ -4,7 +4,7 @@ use fawkes_protocol::DecodeError;
 
 /// Why a session (one connected client) ended.
 #[derive(Debug, thiserror::Error)]
-pub enum DisconnectReason {
+pub(crate) enum DisconnectReason {
     /// The client closed the connection (or the TCP connection dropped).
     #[error("client closed the connection")]
     ClientClosed,
@@ -38,7 +38,7 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// The `reason` label of the `fawkes_sessions_closed_total` metric.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         use tokio_tungstenite::tungstenite::Error as WsError;
         match self {
             DisconnectReason::ClientClosed => "client_closed",
@@ -57,7 +57,7 @@ impl DisconnectReason {
 
     /// The websocket close code Phoenix (on Bandit) uses for this reason,
     /// or `None` when no close frame should be sent.
-    pub fn close_code(&self) -> Option<u16> {
+    pub(crate) fn close_code(&self) -> Option<u16> {
         match self {
             DisconnectReason::ClientClosed | DisconnectReason::Killed => None,
             DisconnectReason::IdleTimeout => Some(1002),

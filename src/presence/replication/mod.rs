@@ -3,7 +3,7 @@
 //! that ships CRDT deltas of its own changes on a period, heartbeats its
 //! clock, asks for a transfer of what it missed, and marks silent peers
 //! down (their presences leave) and later forgets them. The protocol is in
-//! [`node`]; its messages in [`wire`].
+//! `node`; its messages in `wire`.
 //!
 //! This module owns no network. [`Replication::start`] takes a
 //! [`GossipSink`] that carries a message to the other nodes, and whoever

@@ -2,6 +2,10 @@
 //! Phoenix's order); [`connection`] runs the upgraded socket.
 
 mod connection;
+// The one place with `unsafe`: a `RawWaker` vtable, so one allocation
+// serves both of a connection's wakers (per-connection memory); the
+// safety argument is written at each block in the module.
+#[allow(unsafe_code)]
 mod wakeups;
 
 use std::net::SocketAddr;
