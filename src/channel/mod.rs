@@ -14,7 +14,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use info::Info;
-pub(crate) use instance::{AnyChannel, ExitKind, Handled};
+pub(crate) use instance::{AnyChannel, Backlog, ExitKind, Handled};
 pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub(crate) use router::Router;
