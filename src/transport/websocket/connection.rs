@@ -279,6 +279,8 @@ mod tests {
 
     use super::run;
     use crate::channel::{Channel, ChannelSocket, HandleResult, JoinResult};
+    use crate::endpoint::limits::ConnectionCounter;
+    use crate::endpoint::HttpLimits;
     use crate::pubsub::PubSub;
     use crate::session::Services;
     use crate::socket::{Connected, Socket};
@@ -316,13 +318,15 @@ mod tests {
             id: Some("user:1".into()),
             ..Connected::default()
         };
+        let counter = ConnectionCounter::new(HttpLimits::default());
+        let permit = counter.hand_over(std::net::Ipv4Addr::LOCALHOST.into());
         let connection = tokio::spawn(run(
             server_ws,
             socket,
             &services,
             Serializer::V2,
             connected,
-            None,
+            permit,
         ));
         let join = json!(["1", "1", "room:x", "phx_join", {}]).to_string();
         client.send(Message::text(join)).await.expect("join sent");
