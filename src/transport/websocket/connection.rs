@@ -297,6 +297,65 @@ mod tests {
         }
     }
 
+    /// Accepts every write at once and counts the calls.
+    struct CountingIo(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tokio::io::AsyncRead for CountingIo {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    impl tokio::io::AsyncWrite for CountingIo {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What a burst left in a connection's queue goes out in one write
+    /// (one `sendto` on a TCP socket), not one per frame.
+    #[tokio::test]
+    async fn frames_queued_before_the_writer_runs_go_out_in_one_write() {
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let io = CountingIo(writes.clone());
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let (control, _events) = crate::session::SessionControl::new();
+        let (outbound, mut frames) = crate::session::Outbound::new(64, control);
+        for i in 0..20 {
+            let text = format!(r#"[null,null,"room:x","msg",{{"i":{i}}}]"#);
+            outbound
+                .deliver(crate::session::WireFrame::Text(text.into()))
+                .expect("room");
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        super::poll_write(&mut ws, &mut frames, &mut cx).expect("written");
+        assert!(frames.try_recv().is_none(), "the queue was drained");
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
     /// Frames queued before a `disconnect` are written before the close,
     /// even when the socket cannot take them all at once (a 256-byte pipe
     /// here, and more than the websocket's write buffer): Phoenix writes
