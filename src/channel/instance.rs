@@ -2,13 +2,17 @@
 //! each callback.
 //!
 //! An idle channel holds no task: its session keeps the state (the
-//! [`Channel`] value and its [`ChannelSocket`]) and, for each message,
-//! spawns a task that owns the state while the callback runs and hands it
-//! back when done. Callbacks of one channel therefore run one at a time,
-//! channels of one socket run concurrently, and a panic ends that callback's
-//! task and that channel only.
+//! [`Channel`] value and its [`ChannelSocket`]) and, for a message, spawns
+//! a task that owns the state while the callbacks run and hands it back
+//! when done. Messages that arrive meanwhile wait in the session's
+//! [`Backlog`], and the same task handles them, in order, before handing
+//! the state back (no round trip through the session per message).
+//! Callbacks of one channel therefore run one at a time, channels of one
+//! socket run concurrently, and a panic ends that callback's task and that
+//! channel only.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
 use fawkes_protocol::Payload;
 use futures_util::FutureExt;
@@ -68,14 +72,22 @@ impl Finished {
 /// answer, or `None` when the callback panicked.
 pub(crate) type Joined = Option<(Box<dyn AnyChannel>, JoinResult)>;
 
+/// The messages waiting for a channel while its callback task runs (kept
+/// by the session, which queues them as they come).
+pub(crate) trait Backlog: Send + Sync + 'static {
+    /// The next waiting message, taken off the backlog.
+    fn take_next(&self) -> Option<ChannelMsg>;
+}
+
 /// A channel's state between callbacks, whatever its [`Channel`] type.
 pub(crate) trait AnyChannel: Send + 'static {
     /// Publish the presence diffs the last callback produced.
     fn flush_presence(&self);
     /// Subscribe to the topic (after a successful join).
     fn subscribe(&mut self);
-    /// Handle `msg` in a task of its own.
-    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Finished>;
+    /// Handle `msg` in a task of its own, then what `backlog` holds, until
+    /// it is empty or the channel ends.
+    fn handle(self: Box<Self>, msg: ChannelMsg, backlog: Arc<dyn Backlog>) -> JoinHandle<Finished>;
     /// Run `terminate` for `reason` in a task of its own (not after a
     /// crash); the state is dropped after it.
     fn terminate(self: Box<Self>, reason: TerminateReason);
@@ -155,24 +167,40 @@ impl<C: Channel<I>, I: Send + 'static> AnyChannel for Instance<C, I> {
         session.pubsub.counters().channel_subscribed();
     }
 
-    fn handle(self: Box<Self>, msg: ChannelMsg) -> JoinHandle<Finished> {
+    fn handle(self: Box<Self>, msg: ChannelMsg, backlog: Arc<dyn Backlog>) -> JoinHandle<Finished> {
         let span = channel_span(&self.socket);
         let run = async move {
             let mut this = self;
-            let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
-            this.socket.current_ref = None;
-            this.socket.flush_presence();
-            match step {
-                Ok(Step::Continue) => Finished::Continue(this),
-                Ok(Step::End(reason, kind)) => Finished::End {
-                    channel: Some(this),
-                    reason,
-                    kind,
-                },
-                Err(_) => {
-                    tracing::error!(topic = %this.socket.topic, "channel crashed");
-                    Finished::crashed()
+            let mut msg = msg;
+            loop {
+                let step = AssertUnwindSafe(this.handle_msg(msg)).catch_unwind().await;
+                this.socket.current_ref = None;
+                this.socket.flush_presence();
+                match step {
+                    Ok(Step::Continue) => {}
+                    Ok(Step::End(reason, kind)) => {
+                        return Finished::End {
+                            channel: Some(this),
+                            reason,
+                            kind,
+                        }
+                    }
+                    Err(_) => {
+                        tracing::error!(topic = %this.socket.topic, "channel crashed");
+                        return Finished::crashed();
+                    }
                 }
+                // What arrived meanwhile is handled here, at once: handing
+                // the state back to the session first would wait for the
+                // session's task, which a broadcast may have queued behind
+                // every subscriber's connection.
+                match backlog.take_next() {
+                    Some(next) => msg = next,
+                    None => return Finished::Continue(this),
+                }
+                // Fair to the other tasks of this worker: a long backlog
+                // yields now and then (tokio's cooperative budget).
+                tokio::task::coop::consume_budget().await;
             }
         };
         tokio::spawn(run.instrument(span))

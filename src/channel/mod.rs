@@ -14,7 +14,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use crate::session::QueueError;
-pub(crate) use instance::{AnyChannel, ExitKind, Finished};
+pub(crate) use instance::{AnyChannel, Backlog, ExitKind, Finished};
 pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};
 pub use result::{

@@ -28,8 +28,9 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     receiver_alive: bool,
-    /// Set by [`QueueSender::seal`]: no more items are taken (what is
-    /// queued is still received). In what was padding: no extra byte.
+    /// Set by [`Shared::seal`] or [`QueueReceiver::seal`]: no more items
+    /// are taken; what is queued is still received, and then the receiver
+    /// sees the end. In what was padding: no extra byte.
     sealed: bool,
     /// Beside the lock: a push touches one cache line.
     capacity: usize,
@@ -65,9 +66,11 @@ impl<T, E> Shared<T, E> {
     }
 
     /// Take no more items, from any sender; those already queued are still
-    /// received.
+    /// received, then the receiver sees the end (`None`).
     pub(crate) fn seal(&self) {
         self.lock().sealed = true;
+        // A receiver waiting on an empty queue learns of the end.
+        self.ready.wake();
     }
 
     fn push_within(&self, item: T, past_capacity: bool) -> Result<(), (TryPushError, T)> {
@@ -161,11 +164,12 @@ impl<T, E> QueueSender<T, E> {
     }
 }
 
-/// An item, or `None` when the senders are gone, if either is ready.
+/// An item, or `None` when no more can come (the senders are gone or the
+/// queue is sealed), if either is ready.
 fn ready_in<T>(state: &mut State<T>) -> Option<Option<T>> {
     match state.items.pop_front() {
         Some(item) => Some(Some(item)),
-        None => (state.senders == 0).then_some(None),
+        None => (state.senders == 0 || state.sealed).then_some(None),
     }
 }
 
@@ -179,8 +183,8 @@ impl<T, E> std::fmt::Debug for QueueReceiver<T, E> {
 }
 
 impl<T, E> QueueReceiver<T, E> {
-    /// The next item, or `None` once every sender is gone and the queue is
-    /// empty. Cancel-safe.
+    /// The next item, or `None` once the queue is empty and no more can
+    /// come (every sender is gone, or it is sealed). Cancel-safe.
     pub(crate) async fn recv(&mut self) -> Option<T> {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
@@ -209,9 +213,14 @@ impl<T, E> QueueReceiver<T, E> {
     }
 
     /// The next item if one is waiting.
-    #[cfg(test)]
     pub(crate) fn try_recv(&mut self) -> Option<T> {
         self.0.lock().items.pop_front()
+    }
+
+    /// Take no more items (see [`Shared::seal`]): what is queued is still
+    /// received, then `None`.
+    pub(crate) fn seal(&self) {
+        self.0.seal();
     }
 }
 
@@ -265,6 +274,20 @@ mod tests {
             0,
             "a waiting receiver holds no buffer"
         );
+    }
+
+    #[tokio::test]
+    async fn a_sealed_queue_gives_what_it_holds_then_ends() {
+        let (tx, mut rx) = queue(4);
+        tx.try_push(frame(1)).expect("room");
+        tx.try_push(frame(2)).expect("room");
+        rx.seal();
+        assert_eq!(tx.try_push(frame(3)), Err((TryPushError::Closed, frame(3))));
+        assert_eq!(rx.recv().await, Some(frame(1)));
+        assert_eq!(rx.recv().await, Some(frame(2)));
+        // A sender is still alive, yet nothing more can come: the end.
+        assert_eq!(rx.recv().await, None);
+        drop(tx);
     }
 
     #[tokio::test]

@@ -324,30 +324,7 @@ async fn run(
                 Err(_) => End::Crashed,
             },
             frame = outbound.recv(), if outbound_open && !full => match frame {
-                Some(WireFrame::Text(text)) => {
-                    {
-                        let mut state = session.state();
-                        state.buffer.push_back(text);
-                        state.produced += 1;
-                    }
-                    session.ready.notify_waiters();
-                }
-                // phoenix.js's LongPoll reads only text: a binary frame
-                // cannot reach this client. Counted
-                // (`fawkes_undeliverable_frames_total`) and logged: the
-                // session's first at WARN, the rest at DEBUG.
-                Some(WireFrame::Binary(_)) => {
-                    counters.undeliverable(1);
-                    undeliverable += 1;
-                    if undeliverable == 1 {
-                        tracing::warn!(
-                            "binary frame not delivered: a longpoll client reads only text \
-                             (later ones of this session at DEBUG)"
-                        );
-                    } else {
-                        tracing::debug!(undeliverable, "binary frame not delivered");
-                    }
-                }
+                Some(frame) => buffer_frame(&session, frame, &counters, &mut undeliverable),
                 // Every sender is gone: the session is ending; `done` says why.
                 None => outbound_open = false,
             },
@@ -355,6 +332,14 @@ async fn run(
             _ = tokio::time::sleep_until(expires_at) => {}
         }
     };
+    if let End::Session(_) = &end {
+        // What the session queued before it ended (frames just before a
+        // `disconnect`) reaches a poll that is waiting, as in Phoenix.
+        outbound.seal();
+        while let Some(frame) = outbound.try_recv() {
+            buffer_frame(&session, frame, &counters, &mut undeliverable);
+        }
+    }
     registry().remove(&id);
     // Dropping the only long-lived sender ends the session: its channels
     // terminate and their presences leave.
@@ -374,6 +359,41 @@ async fn run(
         End::Inactive => tracing::info!("longpoll session inactive: closing"),
         End::Session(reason) => tracing::debug!(%reason, "longpoll session ended"),
         End::Crashed => tracing::error!("longpoll session task failed"),
+    }
+}
+
+/// Put one frame of the session's outbound queue into the poll buffer.
+///
+/// phoenix.js's LongPoll reads only text: a binary frame cannot reach this
+/// client. It is counted (`fawkes_undeliverable_frames_total`) and logged:
+/// the session's first at WARN, the rest at DEBUG.
+fn buffer_frame(
+    session: &LpSession,
+    frame: WireFrame,
+    counters: &crate::metrics::Counters,
+    undeliverable: &mut u64,
+) {
+    match frame {
+        WireFrame::Text(text) => {
+            {
+                let mut state = session.state();
+                state.buffer.push_back(text);
+                state.produced += 1;
+            }
+            session.ready.notify_waiters();
+        }
+        WireFrame::Binary(_) => {
+            counters.undeliverable(1);
+            *undeliverable += 1;
+            if *undeliverable == 1 {
+                tracing::warn!(
+                    "binary frame not delivered: a longpoll client reads only text \
+                     (later ones of this session at DEBUG)"
+                );
+            } else {
+                tracing::debug!(undeliverable = *undeliverable, "binary frame not delivered");
+            }
+        }
     }
 }
 

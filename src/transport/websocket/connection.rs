@@ -1,7 +1,7 @@
 //! One upgraded websocket as a single future (one task): the session's
 //! [`Driver`] reads the socket, the writer drains the session's outbound
-//! queue into the same socket, and at the end the close frame the session's
-//! end maps to goes out.
+//! queue into the same socket, and at the end the frames the session queued
+//! before it ended, then the close frame its end maps to, go out.
 //!
 //! A plain state machine rather than an async fn: an idle connection holds
 //! its socket, its session and one timer, nothing twice.
@@ -44,7 +44,7 @@ pub(super) fn run<S: Io>(
     shared: &Services,
     serializer: Serializer,
     connected: Connected,
-    permit: Option<Arc<ConnectionPermit>>,
+    permit: ConnectionPermit,
 ) -> Connection<S> {
     let idle = socket.options.idle_timeout;
     let inbound = WsInbound {
@@ -79,11 +79,14 @@ pub(super) struct Connection<S> {
     /// when the connection is dropped. A field rather than an async wrapper
     /// around the connection: an `async fn` holding the connection future
     /// would keep room for it twice (+~560 B per idle connection, measured).
-    _permit: Option<Arc<ConnectionPermit>>,
+    _permit: ConnectionPermit,
 }
 
 /// The close handshake after the session ended.
 enum Closing {
+    /// What the session queued before it ended is still to be written
+    /// (its queue is sealed), then a close frame with this code, if any.
+    Drain(Option<u16>),
     /// A close frame with this code is still to be queued.
     Frame(u16),
     /// Flushing and closing the socket.
@@ -114,9 +117,18 @@ impl<S: Io> Future for Connection<S> {
             if this.write_failed || matches!(reason, DisconnectReason::Killed) {
                 return Poll::Ready(());
             }
-            this.closing = Some(match reason.close_code() {
-                Some(code) => Closing::Frame(code),
-                None => Closing::Shutdown,
+            this.closing = Some(match (&reason, reason.close_code()) {
+                // Nobody reads what would be written.
+                (DisconnectReason::ClientClosed, _) => Closing::Shutdown,
+                // It does not read: its queue is full, the close goes first.
+                (DisconnectReason::SlowClient, Some(code)) => Closing::Frame(code),
+                // Frames queued before the end go out before the close, as
+                // Phoenix writes them (a `disconnect` sealed the queue where
+                // it arrived; any other end seals it now).
+                (_, code) => {
+                    this.outbound.seal();
+                    Closing::Drain(code)
+                }
             });
             // A client that does not read cannot hold the task.
             let inbound = this.driver.inbound_mut();
@@ -127,20 +139,35 @@ impl<S: Io> Future for Connection<S> {
         if inbound.timer.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        match poll_close(&mut inbound.ws, &mut this.closing, cx) {
+        match poll_close(&mut inbound.ws, &mut this.outbound, &mut this.closing, cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(_) => Poll::Ready(()),
         }
     }
 }
 
-/// Queue the close frame (if any), flush, and close the socket.
+/// Write what the sealed outbound queue still holds, queue the close frame
+/// (if any), flush, and close the socket.
 fn poll_close<S: Io>(
     ws: &mut WebSocketStream<S>,
+    outbound: &mut OutboundReceiver,
     closing: &mut Option<Closing>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<(), tungstenite::Error>> {
     let mut ws = Pin::new(ws);
+    if let Some(Closing::Drain(code)) = *closing {
+        loop {
+            ready!(ws.as_mut().poll_ready(cx))?;
+            match ready!(outbound.poll_recv(cx)) {
+                Some(frame) => ws.as_mut().start_send(to_message(frame))?,
+                None => break,
+            }
+        }
+        *closing = Some(match code {
+            Some(code) => Closing::Frame(code),
+            None => Closing::Shutdown,
+        });
+    }
     if let Some(Closing::Frame(code)) = *closing {
         ready!(ws.as_mut().poll_ready(cx))?;
         let frame = CloseFrame {
@@ -235,5 +262,174 @@ impl<S: Io> session::InboundSource for WsInbound<S> {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use fawkes_protocol::{Payload, Serializer};
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{json, Value};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_util::sync::CancellationToken;
+
+    use super::run;
+    use crate::channel::{noreply, Channel, ChannelSocket, HandleResult, JoinResult};
+    use crate::endpoint::limits::ConnectionCounter;
+    use crate::endpoint::HttpLimits;
+    use crate::pubsub::PubSub;
+    use crate::session::Services;
+    use crate::socket::{Connected, Socket};
+
+    struct Room;
+
+    impl Channel for Room {
+        async fn join(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> JoinResult {
+            Ok(Payload::empty())
+        }
+
+        async fn handle_in(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> HandleResult {
+            noreply()
+        }
+    }
+
+    /// Accepts every write at once and counts the calls.
+    struct CountingIo(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl tokio::io::AsyncRead for CountingIo {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            _: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Pending
+        }
+    }
+
+    impl tokio::io::AsyncWrite for CountingIo {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// What a burst left in a connection's queue goes out in one write
+    /// (one `sendto` on a TCP socket), not one per frame.
+    #[tokio::test]
+    async fn frames_queued_before_the_writer_runs_go_out_in_one_write() {
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let io = CountingIo(writes.clone());
+        let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+        let (control, _events) = crate::session::SessionControl::new();
+        let (outbound, mut frames) = crate::session::Outbound::new(64, control);
+        for i in 0..20 {
+            let text = format!(r#"[null,null,"room:x","msg",{{"i":{i}}}]"#);
+            outbound
+                .deliver(crate::session::WireFrame::Text(text.into()))
+                .expect("room");
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        super::poll_write(&mut ws, &mut frames, &mut cx).expect("written");
+        assert!(frames.try_recv().is_none(), "the queue was drained");
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// Frames queued before a `disconnect` are written before the close,
+    /// even when the socket cannot take them all at once (a 256-byte pipe
+    /// here, and more than the websocket's write buffer): Phoenix writes
+    /// them first.
+    #[tokio::test]
+    async fn frames_queued_before_a_disconnect_are_written_before_the_close() {
+        let (client_io, server_io) = tokio::io::duplex(256);
+        let server_ws = WebSocketStream::from_raw_socket(server_io, Role::Server, None).await;
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        let services = Services {
+            pubsub: PubSub::new(),
+            presence: None,
+            shutdown: CancellationToken::new(),
+            drain: Default::default(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            state: Default::default(),
+        };
+        let socket = Arc::new(Socket::new().channel("room:*", || Room));
+        let connected = Connected {
+            id: Some("user:1".into()),
+            ..Connected::default()
+        };
+        let counter = ConnectionCounter::new(HttpLimits::default());
+        let permit = counter.hand_over(std::net::Ipv4Addr::LOCALHOST.into());
+        let connection = tokio::spawn(run(
+            server_ws,
+            socket,
+            &services,
+            Serializer::V2,
+            connected,
+            permit,
+        ));
+        let join = json!(["1", "1", "room:x", "phx_join", {}]).to_string();
+        client.send(Message::text(join)).await.expect("join sent");
+        let reply = client.next().await.expect("a frame").expect("readable");
+        assert!(reply.to_text().expect("text").contains("phx_reply"));
+
+        // One burst: nothing runs the connection in between (one thread).
+        // 400 KB: more than tungstenite's write buffer (128 KiB) takes, so
+        // most frames are still in the session's queue when it ends.
+        const N: u64 = 50;
+        for i in 0..N {
+            let payload = Payload::Json(json!({"i": i, "pad": "x".repeat(8_000)}));
+            services.pubsub.broadcast("room:x", "msg", payload);
+        }
+        services
+            .pubsub
+            .broadcast("user:1", "disconnect", Payload::empty());
+
+        let mut received = Vec::new();
+        let close = loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), client.next())
+                .await
+                .expect("the server writes or closes");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: Value = serde_json::from_str(&text).expect("json");
+                    received.push(frame[4]["i"].as_u64().expect("a msg"));
+                }
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                other => panic!("expected a frame or the close, got {other:?}"),
+            }
+        };
+        assert_eq!(
+            received,
+            (0..N).collect::<Vec<_>>(),
+            "every frame, in order"
+        );
+        assert_eq!(close, Some(1001));
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(10), connection)
+            .await
+            .expect("the connection ended")
+            .expect("connection task");
     }
 }
