@@ -21,6 +21,7 @@ use super::expect::{
     Expectations, Offer, Races,
 };
 use super::http::{self, BaseUrl, HttpError};
+use super::longpoll::{self, PollSession, RecordedPoll};
 use super::normalize::{self, encode_uri_component, Bindings, Difference, MatchRules, TokenMap};
 use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
 use super::ws::{self, Connected, Observation, WsConn, WsError};
@@ -254,6 +255,7 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         tolerated,
         closed_by_client: HashSet::new(),
         last_step_of,
+        polls: HashMap::new(),
     };
     let mut result = Ok(());
     let mut start = 0;
@@ -271,6 +273,11 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
             break;
         }
         start = end;
+    }
+    if result.is_ok() {
+        if let Some(failure) = session.unmatched_poll_message(plan.last().map_or(0, |a| a.step)) {
+            result = Err(failure);
+        }
     }
     session.cleanup().await;
     result
@@ -294,6 +301,9 @@ struct Session<'a> {
     closed_by_client: HashSet<String>,
     /// The last transcript step of each connection (for the `tail` race).
     last_step_of: HashMap<String, usize>,
+    /// LongPoll sessions by their recorded token: live messages not yet
+    /// matched by a recorded poll.
+    polls: HashMap<String, PollSession>,
 }
 
 impl Session<'_> {
@@ -489,6 +499,14 @@ impl Session<'_> {
                 expected_body,
             } => {
                 *last_step = step + 1;
+                if let Some((token, poll)) = longpoll::stream_poll(
+                    &request.method,
+                    &request.path,
+                    *expected_status,
+                    expected_body,
+                ) {
+                    return self.poll_stream(step, request, token, poll).await;
+                }
                 let path = self.tokens.substitute_path(&request.path);
                 let headers: Vec<(String, String)> = request
                     .headers
@@ -534,6 +552,149 @@ impl Session<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// A recorded poll of an open LongPoll session: its messages must come
+    /// next in the session's live message stream, however the live server
+    /// cuts that stream into poll responses (see [`longpoll`]). Live
+    /// messages left over from earlier polls are offered first; then the
+    /// session is polled until the recorded messages have all come or the
+    /// frame deadline passes.
+    async fn poll_stream(
+        &mut self,
+        step: usize,
+        request: &crate::transcript::HttpRequestSpec,
+        token: String,
+        recorded: longpoll::StreamPoll,
+    ) -> Result<(), Failure> {
+        let count = self.polls.len();
+        let session = self.polls.entry(token).or_insert_with(|| PollSession {
+            name: format!("longpoll#{}", count + 1),
+            ..PollSession::default()
+        });
+        let conn = session.name.clone();
+        let mut poll = RecordedPoll::new(recorded.messages, self.config.races);
+        for live in std::mem::take(&mut session.surplus) {
+            poll.offer(live, &mut self.bindings);
+        }
+        let deadline = Instant::now() + self.config.frame_deadline;
+        while !poll.is_done() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let path = self.tokens.substitute_path(&request.path);
+            let headers: Vec<(String, String)> = request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), self.tokens.substitute(v)))
+                .collect();
+            let reply = match http::request(
+                &self.config.base,
+                &request.method,
+                &path,
+                &headers,
+                "",
+                left.min(self.config.http_timeout),
+            )
+            .await
+            {
+                Ok(reply) => reply,
+                Err(HttpError::Timeout(_)) => break,
+                Err(source) => return Err(Failure::Http { step, source }),
+            };
+            if reply.status != 200 {
+                return Err(Failure::HttpStatus {
+                    step: step + 1,
+                    expected: 200,
+                    got: reply.status,
+                    body: shorten(&reply.body),
+                });
+            }
+            let Some(live) = longpoll::poll_body(&reply.body) else {
+                // Not a poll of an open session (410, 403 ...): shown as
+                // the body difference it is.
+                return Err(Failure::HttpBody {
+                    step: step + 1,
+                    expected: format!(
+                        "a poll answer with the session's messages {}",
+                        shorten(&poll.outstanding().join(" "))
+                    ),
+                    got: shorten(&reply.body),
+                    difference: normalize::Difference {
+                        path: "$.status".to_owned(),
+                        detail: "expected 200 or 204".to_owned(),
+                    },
+                });
+            };
+            if let (Some(recorded_token), Some(live_token)) = (&recorded.token, &live.token) {
+                self.bindings
+                    .bind(recorded_token, live_token)
+                    .map_err(|detail| Failure::HttpBody {
+                        step: step + 1,
+                        expected: shorten(recorded_token),
+                        got: shorten(live_token),
+                        difference: normalize::Difference {
+                            path: "$.token".to_owned(),
+                            detail,
+                        },
+                    })?;
+                self.tokens.insert(recorded_token, live_token);
+            }
+            for message in live.messages {
+                poll.offer(message, &mut self.bindings);
+            }
+        }
+        if poll.is_done() {
+            if let Some(session) = self.polls.values_mut().find(|s| s.name == conn) {
+                session.surplus = poll.into_deferred();
+            }
+            return Ok(());
+        }
+        if let Some(mismatch) = poll.first_mismatch.clone() {
+            return Err(Failure::Mismatch {
+                step: step + 1,
+                conn,
+                expected: format!("message text {}", shorten(&mismatch.expected)),
+                got: format!("text {}", shorten(&mismatch.got)),
+                difference: mismatch.difference,
+            });
+        }
+        let missing = poll.outstanding();
+        Err(Failure::Missing {
+            step: step + 1,
+            conn,
+            expected: format!(
+                "message text {}",
+                shorten(missing.first().map_or("", String::as_str))
+            ),
+            waited_ms: self.config.frame_deadline.as_millis(),
+            more: match missing.len().saturating_sub(1) {
+                0 => String::new(),
+                n => format!(" (and {n} more missing)"),
+            },
+        })
+    }
+
+    /// After the last step: a live LongPoll message that no recorded poll
+    /// took is unexpected (accepted with the `tail` race: a recording ends
+    /// where its client went away).
+    fn unmatched_poll_message(&self, last_step: usize) -> Option<Failure> {
+        if self.config.races.tail {
+            return None;
+        }
+        let mut sessions: Vec<&PollSession> = self.polls.values().collect();
+        sessions.sort_by(|a, b| a.name.cmp(&b.name));
+        for session in sessions {
+            if let Some(first) = session.surplus.front() {
+                return Some(Failure::Unexpected {
+                    after_step: last_step,
+                    conn: session.name.clone(),
+                    got: format!("text {}", shorten(first)),
+                });
+            }
+        }
+        None
     }
 
     /// The next observation, or `None` once `deadline` passes.
