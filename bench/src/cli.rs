@@ -165,6 +165,13 @@ pub(crate) struct DrainArgs {
     /// Give up on clients not rejoined after this many seconds.
     #[arg(long, default_value_t = 90)]
     pub(crate) limit: u64,
+    /// The two nodes are a cluster and --topic tracks presence (keyed by
+    /// the connect param `user`): an observer on --reconnect-url keeps the
+    /// topic's presence list like phoenix.js, and the report says whether
+    /// every client is listed there once, with a meta of the surviving
+    /// node, after the rejoins (and still 2 s later).
+    #[arg(long)]
+    pub(crate) check_presence: bool,
 }
 
 /// `roundtrip` options.

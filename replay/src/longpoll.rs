@@ -3,14 +3,14 @@
 //! A LongPoll server answers a poll with every message buffered so far,
 //! so how the messages of a session are cut into poll responses depends
 //! on timing: the recording may hold `[reply, push]` in one poll where the
-//! replay gets `[reply]`, then `[push]`. What a client sees is the
-//! sequence of messages, so a recorded poll is matched against that
-//! sequence: the messages it holds must come next (with the same races as
-//! a websocket's frames), from live messages left over from earlier polls
-//! or from as many live polls as it takes; live messages beyond them are
-//! kept for the session's next recorded poll. [`PollSession`] keeps those
-//! left-over messages, [`RecordedPoll`] the messages one recorded poll
-//! still waits for.
+//! replay gets `[reply]`, then `[push]`. And a recorder writes a poll where
+//! it completed, which may be before the `POST` that caused its messages
+//! (the server answers the waiting poll before the post). What a client
+//! sees is the sequence of messages, so the replay polls each session on
+//! its own, from the first recorded poll to the end, and the messages of
+//! all the session's recorded polls must come, in their order (with the
+//! same races as a websocket's frames), however they were cut into polls.
+//! [`RecordedPoll`] matches the live messages against the recorded ones.
 
 use std::collections::VecDeque;
 
@@ -75,19 +75,11 @@ pub fn poll_body(body: &str) -> Option<StreamPoll> {
     Some(StreamPoll { token, messages })
 }
 
-/// One LongPoll session of a replay: the live messages received but not
-/// yet matched by a recorded poll.
-#[derive(Debug, Default)]
-pub struct PollSession {
-    /// A name for reports (`longpoll#1`, in order of appearance).
-    pub name: String,
-    /// Live messages waiting for a later recorded poll, in arrival order.
-    pub surplus: VecDeque<String>,
-}
-
 /// A live message that did not match what the poll expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollMismatch {
+    /// The step of the recorded poll response holding the expected message.
+    pub step: usize,
     /// The recorded message it was compared with.
     pub expected: String,
     /// The live message.
@@ -96,10 +88,11 @@ pub struct PollMismatch {
     pub difference: Difference,
 }
 
-/// The messages one recorded poll still waits for.
-#[derive(Debug)]
+/// The recorded messages of a session (each with the step of the poll
+/// response that holds it) still waiting for their live counterpart.
+#[derive(Debug, Clone)]
 pub struct RecordedPoll {
-    outstanding: Vec<String>,
+    outstanding: Vec<(usize, String)>,
     races: Races,
     /// Live messages not taken, in arrival order (for the next poll).
     deferred: VecDeque<String>,
@@ -108,8 +101,9 @@ pub struct RecordedPoll {
 }
 
 impl RecordedPoll {
-    /// Waits for `messages`, with the orderings `races` allows.
-    pub fn new(messages: Vec<String>, races: Races) -> Self {
+    /// Waits for `messages` (`(step, text)`, in recorded order), with the
+    /// orderings `races` allows.
+    pub fn new(messages: Vec<(usize, String)>, races: Races) -> Self {
         Self {
             outstanding: messages,
             races,
@@ -123,15 +117,19 @@ impl RecordedPoll {
         self.outstanding.is_empty()
     }
 
-    /// The recorded messages not matched yet.
-    pub fn outstanding(&self) -> &[String] {
+    /// The recorded messages not matched yet, with their steps.
+    pub fn outstanding(&self) -> &[(usize, String)] {
         &self.outstanding
+    }
+
+    /// The live messages not taken, in arrival order.
+    pub fn deferred(&self) -> &VecDeque<String> {
+        &self.deferred
     }
 
     /// Offer one live message, in arrival order. It is taken when it is
     /// the next recorded message (as the races allow); otherwise it is
-    /// kept, in order, for the session's next recorded poll, and so is
-    /// every later message that may not overtake it.
+    /// kept aside, and so is every later message that may not overtake it.
     pub fn offer(&mut self, live: String, bindings: &mut Bindings) {
         if self.blocked(&live) || self.outstanding.is_empty() {
             self.deferred.push_back(live);
@@ -140,7 +138,7 @@ impl RecordedPoll {
         let candidates = self.candidates(&live);
         let mut first = None;
         for index in candidates {
-            match normalize::match_text(&self.outstanding[index], &live, bindings) {
+            match normalize::match_text(&self.outstanding[index].1, &live, bindings) {
                 Ok(()) => {
                     self.outstanding.remove(index);
                     return;
@@ -151,18 +149,15 @@ impl RecordedPoll {
             }
         }
         if let (None, Some((index, difference))) = (&self.first_mismatch, first) {
+            let (step, expected) = self.outstanding[index].clone();
             self.first_mismatch = Some(PollMismatch {
-                expected: self.outstanding[index].clone(),
+                step,
+                expected,
                 got: live.clone(),
                 difference,
             });
         }
         self.deferred.push_back(live);
-    }
-
-    /// The live messages not taken, for the next recorded poll.
-    pub fn into_deferred(self) -> VecDeque<String> {
-        self.deferred
     }
 
     /// A message may not overtake one kept back before it: of the same
@@ -197,7 +192,7 @@ impl RecordedPoll {
         let pool: Vec<usize> = if self.races.presence_state {
             let live_state = presence(live);
             let same: Vec<usize> = (0..self.outstanding.len())
-                .filter(|&i| presence(&self.outstanding[i]) == live_state)
+                .filter(|&i| presence(&self.outstanding[i].1) == live_state)
                 .collect();
             if same.is_empty() {
                 (0..self.outstanding.len()).collect()
@@ -214,7 +209,7 @@ impl RecordedPoll {
         let channel = channel_of_text(live);
         match pool
             .iter()
-            .find(|&&i| channel_of_text(&self.outstanding[i]) == channel)
+            .find(|&&i| channel_of_text(&self.outstanding[i].1) == channel)
         {
             Some(&i) => vec![i],
             None => head,
@@ -258,35 +253,33 @@ mod tests {
         assert!(stream_poll("GET", "/api/x?token=abc", 200, body).is_none());
     }
 
+    fn recorded(messages: &[String]) -> Vec<(usize, String)> {
+        messages.iter().map(|m| (3, m.clone())).collect()
+    }
+
     #[test]
-    fn a_poll_takes_its_messages_and_keeps_what_belongs_to_the_next() {
+    fn messages_match_in_order_and_extra_ones_are_kept_aside() {
         let mut bindings = Bindings::new();
-        // Recorded: poll 1 [a1, a2], poll 2 [a3]. Live: one poll [a1, a2, a3].
-        let mut first = RecordedPoll::new(
-            vec![frame("room:a", "x", 1), frame("room:a", "x", 2)],
+        let mut poll = RecordedPoll::new(
+            recorded(&[frame("room:a", "x", 1), frame("room:a", "x", 2)]),
             strict(),
         );
         for n in 1..=3 {
-            first.offer(frame("room:a", "x", n), &mut bindings);
+            poll.offer(frame("room:a", "x", n), &mut bindings);
         }
-        assert!(first.is_done());
-        let left = first.into_deferred();
-        assert_eq!(left, VecDeque::from([frame("room:a", "x", 3)]));
-        let mut second = RecordedPoll::new(vec![frame("room:a", "x", 3)], strict());
-        for m in left {
-            second.offer(m, &mut bindings);
-        }
-        assert!(second.is_done());
-        assert!(second.into_deferred().is_empty());
+        assert!(poll.is_done());
+        assert!(poll.first_mismatch.is_none());
+        assert_eq!(poll.deferred(), &VecDeque::from([frame("room:a", "x", 3)]));
     }
 
     #[test]
     fn a_different_message_is_kept_with_its_difference() {
         let mut bindings = Bindings::new();
-        let mut poll = RecordedPoll::new(vec![frame("room:a", "x", 1)], strict());
+        let mut poll = RecordedPoll::new(recorded(&[frame("room:a", "x", 1)]), strict());
         poll.offer(frame("room:a", "x", 9), &mut bindings);
         assert!(!poll.is_done());
         let mismatch = poll.first_mismatch.clone().expect("a mismatch");
+        assert_eq!(mismatch.step, 3);
         assert_eq!(mismatch.got, frame("room:a", "x", 9));
         assert!(
             mismatch.difference.to_string().contains("n"),
@@ -306,7 +299,7 @@ mod tests {
         };
         // Recorded [a1, b1]; live [b1, a1]: the channels race accepts it.
         let mut poll = RecordedPoll::new(
-            vec![frame("room:a", "x", 1), frame("room:b", "x", 1)],
+            recorded(&[frame("room:a", "x", 1), frame("room:b", "x", 1)]),
             races,
         );
         poll.offer(frame("room:b", "x", 1), &mut bindings);
@@ -314,7 +307,7 @@ mod tests {
         assert!(poll.is_done());
         // Without it, the same order is a difference.
         let mut poll = RecordedPoll::new(
-            vec![frame("room:a", "x", 1), frame("room:b", "x", 1)],
+            recorded(&[frame("room:a", "x", 1), frame("room:b", "x", 1)]),
             strict(),
         );
         poll.offer(frame("room:b", "x", 1), &mut bindings);

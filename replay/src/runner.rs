@@ -21,7 +21,7 @@ use super::expect::{
     Expectations, Offer, Races,
 };
 use super::http::{self, BaseUrl, HttpError};
-use super::longpoll::{self, PollSession, RecordedPoll};
+use super::longpoll::{self, RecordedPoll};
 use super::normalize::{self, encode_uri_component, Bindings, Difference, MatchRules, TokenMap};
 use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
 use super::ws::{self, Connected, Observation, WsConn, WsError};
@@ -275,7 +275,8 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         start = end;
     }
     if result.is_ok() {
-        if let Some(failure) = session.unmatched_poll_message(plan.last().map_or(0, |a| a.step)) {
+        let last_step = plan.last().map_or(0, |a| a.step);
+        if let Some(failure) = session.finish_polls(last_step).await {
             result = Err(failure);
         }
     }
@@ -301,9 +302,8 @@ struct Session<'a> {
     closed_by_client: HashSet<String>,
     /// The last transcript step of each connection (for the `tail` race).
     last_step_of: HashMap<String, usize>,
-    /// LongPoll sessions by their recorded token: live messages not yet
-    /// matched by a recorded poll.
-    polls: HashMap<String, PollSession>,
+    /// LongPoll sessions by their recorded token, each polled on its own.
+    polls: HashMap<String, LivePolls>,
 }
 
 impl Session<'_> {
@@ -505,7 +505,8 @@ impl Session<'_> {
                     *expected_status,
                     expected_body,
                 ) {
-                    return self.poll_stream(step, request, token, poll).await;
+                    self.poll_stream(step, request, token, poll).await;
+                    return Ok(());
                 }
                 let path = self.tokens.substitute_path(&request.path);
                 let headers: Vec<(String, String)> = request
@@ -554,145 +555,123 @@ impl Session<'_> {
         }
     }
 
-    /// A recorded poll of an open LongPoll session: its messages must come
-    /// next in the session's live message stream, however the live server
-    /// cuts that stream into poll responses (see [`longpoll`]). Live
-    /// messages left over from earlier polls are offered first; then the
-    /// session is polled until the recorded messages have all come or the
-    /// frame deadline passes.
+    /// A recorded poll of an open LongPoll session. The replay polls the
+    /// session on its own from its first recorded poll on (see
+    /// [`longpoll`]); the recorded poll only adds its messages to what the
+    /// session must receive, checked when the transcript ends.
     async fn poll_stream(
         &mut self,
         step: usize,
         request: &crate::transcript::HttpRequestSpec,
         token: String,
         recorded: longpoll::StreamPoll,
-    ) -> Result<(), Failure> {
+    ) {
         let count = self.polls.len();
-        let session = self.polls.entry(token).or_insert_with(|| PollSession {
-            name: format!("longpoll#{}", count + 1),
-            ..PollSession::default()
-        });
-        let conn = session.name.clone();
-        let mut poll = RecordedPoll::new(recorded.messages, self.config.races);
-        for live in std::mem::take(&mut session.surplus) {
-            poll.offer(live, &mut self.bindings);
-        }
-        let deadline = Instant::now() + self.config.frame_deadline;
-        while !poll.is_done() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
+        let session = self.polls.entry(token).or_insert_with(|| {
             let path = self.tokens.substitute_path(&request.path);
             let headers: Vec<(String, String)> = request
                 .headers
                 .iter()
                 .map(|(k, v)| (k.clone(), self.tokens.substitute(v)))
                 .collect();
-            let reply = match http::request(
-                &self.config.base,
-                &request.method,
-                &path,
-                &headers,
-                "",
-                left.min(self.config.http_timeout),
-            )
-            .await
-            {
-                Ok(reply) => reply,
-                Err(HttpError::Timeout(_)) => break,
-                Err(source) => return Err(Failure::Http { step, source }),
-            };
-            if reply.status != 200 {
-                return Err(Failure::HttpStatus {
-                    step: step + 1,
-                    expected: 200,
-                    got: reply.status,
-                    body: shorten(&reply.body),
-                });
+            let (tx, rx) = mpsc::unbounded_channel();
+            let poller = tokio::spawn(poll_forever(
+                self.config.base.clone(),
+                path,
+                headers,
+                self.config.http_timeout,
+                tx,
+            ));
+            LivePolls {
+                name: format!("longpoll#{}", count + 1),
+                expected: Vec::new(),
+                live: Vec::new(),
+                ended: None,
+                rx,
+                poller,
             }
-            let Some(live) = longpoll::poll_body(&reply.body) else {
-                // Not a poll of an open session (410, 403 ...): shown as
-                // the body difference it is.
-                return Err(Failure::HttpBody {
-                    step: step + 1,
-                    expected: format!(
-                        "a poll answer with the session's messages {}",
-                        shorten(&poll.outstanding().join(" "))
-                    ),
-                    got: shorten(&reply.body),
-                    difference: normalize::Difference {
-                        path: "$.status".to_owned(),
-                        detail: "expected 200 or 204".to_owned(),
-                    },
-                });
-            };
-            if let (Some(recorded_token), Some(live_token)) = (&recorded.token, &live.token) {
-                self.bindings
-                    .bind(recorded_token, live_token)
-                    .map_err(|detail| Failure::HttpBody {
-                        step: step + 1,
-                        expected: shorten(recorded_token),
-                        got: shorten(live_token),
-                        difference: normalize::Difference {
-                            path: "$.token".to_owned(),
-                            detail,
-                        },
-                    })?;
-                self.tokens.insert(recorded_token, live_token);
+        });
+        session
+            .expected
+            .extend(recorded.messages.into_iter().map(|m| (step + 1, m)));
+        // The client acted on what this poll brought before its next
+        // request: give the messages so far a moment to come, so the next
+        // actions follow them as they did in the recording. A poll recorded
+        // before the request that caused its messages (a recorder writes a
+        // poll where it completed) cannot be satisfied yet: the replay goes
+        // on after the wait, and the end of the transcript checks.
+        let races = self.config.races;
+        let wait_until = Instant::now() + self.config.frame_deadline.min(POLL_SYNC);
+        loop {
+            session.receive();
+            let mut trial = self.bindings.clone();
+            let poll = session.matched(races, &mut trial);
+            if poll.is_done() || poll.first_mismatch.is_some() || session.ended.is_some() {
+                break;
             }
-            for message in live.messages {
-                poll.offer(message, &mut self.bindings);
+            if Instant::now() >= wait_until {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if poll.is_done() {
-            if let Some(session) = self.polls.values_mut().find(|s| s.name == conn) {
-                session.surplus = poll.into_deferred();
-            }
-            return Ok(());
-        }
-        if let Some(mismatch) = poll.first_mismatch.clone() {
-            return Err(Failure::Mismatch {
-                step: step + 1,
-                conn,
-                expected: format!("message text {}", shorten(&mismatch.expected)),
-                got: format!("text {}", shorten(&mismatch.got)),
-                difference: mismatch.difference,
-            });
-        }
-        let missing = poll.outstanding();
-        Err(Failure::Missing {
-            step: step + 1,
-            conn,
-            expected: format!(
-                "message text {}",
-                shorten(missing.first().map_or("", String::as_str))
-            ),
-            waited_ms: self.config.frame_deadline.as_millis(),
-            more: match missing.len().saturating_sub(1) {
-                0 => String::new(),
-                n => format!(" (and {n} more missing)"),
-            },
-        })
     }
 
-    /// After the last step: a live LongPoll message that no recorded poll
-    /// took is unexpected (accepted with the `tail` race: a recording ends
-    /// where its client went away).
-    fn unmatched_poll_message(&self, last_step: usize) -> Option<Failure> {
-        if self.config.races.tail {
-            return None;
-        }
-        let mut sessions: Vec<&PollSession> = self.polls.values().collect();
-        sessions.sort_by(|a, b| a.name.cmp(&b.name));
-        for session in sessions {
-            if let Some(first) = session.surplus.front() {
-                return Some(Failure::Unexpected {
-                    after_step: last_step,
-                    conn: session.name.clone(),
-                    got: format!("text {}", shorten(first)),
+    /// After the last step: every LongPoll session must have received its
+    /// recorded messages, in order (waiting up to the frame deadline), and
+    /// nothing else (unless the `tail` race accepts a push after the
+    /// recording's end).
+    async fn finish_polls(&mut self, last_step: usize) -> Option<Failure> {
+        let deadline = Instant::now() + self.config.frame_deadline;
+        let mut names: Vec<String> = self.polls.keys().cloned().collect();
+        names.sort_by_key(|k| self.polls[k].name.clone());
+        for key in names {
+            let races = self.config.races;
+            let session = self.polls.get_mut(&key)?;
+            let matched = loop {
+                session.receive();
+                let mut trial = self.bindings.clone();
+                let poll = session.matched(races, &mut trial);
+                let over = Instant::now() >= deadline || session.ended.is_some();
+                if poll.is_done() || poll.first_mismatch.is_some() || over {
+                    break (poll, trial);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let (poll, trial) = matched;
+            let conn = session.name.clone();
+            if let Some(mismatch) = poll.first_mismatch.clone() {
+                return Some(Failure::Mismatch {
+                    step: mismatch.step,
+                    conn,
+                    expected: format!("message text {}", shorten(&mismatch.expected)),
+                    got: format!("text {}", shorten(&mismatch.got)),
+                    difference: mismatch.difference,
                 });
             }
+            if let Some((step, first)) = poll.outstanding().first() {
+                let more = poll.outstanding().len() - 1;
+                let ended = session.ended.as_ref().map_or(String::new(), |why| {
+                    format!("; the session's polls ended: {why}")
+                });
+                return Some(Failure::Missing {
+                    step: *step,
+                    conn,
+                    expected: format!("message text {}", shorten(first)),
+                    waited_ms: self.config.frame_deadline.as_millis(),
+                    more: match more {
+                        0 => ended,
+                        n => format!(" (and {n} more missing){ended}"),
+                    },
+                });
+            }
+            if let (Some(extra), false) = (poll.deferred().front(), races.tail) {
+                return Some(Failure::Unexpected {
+                    after_step: last_step,
+                    conn,
+                    got: format!("text {}", shorten(extra)),
+                });
+            }
+            self.bindings = trial;
         }
         None
     }
@@ -710,9 +689,90 @@ impl Session<'_> {
     }
 
     async fn cleanup(&mut self) {
+        for (_, session) in self.polls.drain() {
+            session.poller.abort();
+        }
         let grace = self.config.cleanup_pause.max(Duration::from_millis(100));
         let shutdowns = self.conns.drain().map(|(_, ws)| ws.shutdown(grace));
         futures_util::future::join_all(shutdowns).await;
         tokio::time::sleep(self.config.cleanup_pause).await;
+    }
+}
+
+/// What a session's poller reports.
+#[derive(Debug)]
+enum PollEvent {
+    /// The messages of one poll response.
+    Messages(Vec<String>),
+    /// Polling stopped: the session is gone or a request failed.
+    Ended(String),
+}
+
+/// A LongPoll session of the replay, polled by a task of its own.
+struct LivePolls {
+    /// `longpoll#N`, in order of appearance, for reports.
+    name: String,
+    /// The recorded messages of all its polls, with their steps.
+    expected: Vec<(usize, String)>,
+    /// The live messages so far, in arrival order.
+    live: Vec<String>,
+    /// Why polling stopped, once it did.
+    ended: Option<String>,
+    rx: UnboundedReceiver<PollEvent>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl LivePolls {
+    /// Takes what the poller reported so far.
+    fn receive(&mut self) {
+        while let Ok(event) = self.rx.try_recv() {
+            match event {
+                PollEvent::Messages(messages) => self.live.extend(messages),
+                PollEvent::Ended(why) => self.ended = Some(why),
+            }
+        }
+    }
+
+    /// The recorded messages so far matched against the live ones so far.
+    fn matched(&self, races: Races, bindings: &mut Bindings) -> RecordedPoll {
+        let mut poll = RecordedPoll::new(self.expected.clone(), races);
+        for message in &self.live {
+            poll.offer(message.clone(), bindings);
+        }
+        poll
+    }
+}
+
+/// Longest wait, at a recorded poll, for its messages before the next step.
+const POLL_SYNC: Duration = Duration::from_secs(1);
+
+/// Polls `path` (a session's live URL) until the session ends or the
+/// receiver is gone, reporting each response's messages.
+async fn poll_forever(
+    base: BaseUrl,
+    path: String,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    tx: UnboundedSender<PollEvent>,
+) {
+    loop {
+        let event = match http::request(&base, "GET", &path, &headers, "", timeout).await {
+            Ok(reply) if reply.status == 200 => match longpoll::poll_body(&reply.body) {
+                Some(poll) => PollEvent::Messages(poll.messages),
+                None => PollEvent::Ended(format!("a poll answered {}", shorten(&reply.body))),
+            },
+            Ok(reply) => PollEvent::Ended(format!("a poll answered HTTP {}", reply.status)),
+            Err(error) => PollEvent::Ended(format!("a poll failed: {error}")),
+        };
+        let ended = matches!(event, PollEvent::Ended(_));
+        let empty = matches!(&event, PollEvent::Messages(m) if m.is_empty());
+        if tx.send(event).is_err() || ended {
+            return;
+        }
+        if empty {
+            // A server that answers an empty poll at once is not polled in
+            // a busy loop.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

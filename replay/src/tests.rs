@@ -322,39 +322,53 @@ fn percent_decode(s: &str) -> String {
 /// A longpoll server that issues its own token `live_token` and only
 /// accepts requests that carry it.
 async fn fake_longpoll_server(live_token: &'static str) -> SocketAddr {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    // The join reply is answered to one poll; later polls wait, then 204.
+    let replied = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                let query = req.uri().query().unwrap_or("").to_owned();
-                let token = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("token="))
-                    .map(percent_decode);
-                let method = req.method().clone();
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let answer = match (method.as_str(), token.as_deref()) {
-                    ("GET", None) => json!({"messages": [], "status": 410, "token": live_token}),
-                    (_, Some(t)) if t != live_token => json!({"status": 410}),
-                    ("POST", Some(_)) if body.starts_with(b"[\"1\",\"1\",\"room:lobby\"") => {
-                        json!({"status": 200})
-                    }
-                    ("GET", Some(_)) => json!({
-                        "token": live_token,
-                        "status": 200,
-                        "messages": [json!(["1", "1", "room:lobby", "phx_reply",
-                            {"status": "ok", "response": {"user_id": "carol", "topic": "room:lobby"}}])
-                            .to_string()]
-                    }),
-                    _ => json!({"status": 400}),
-                };
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+            let replied = replied.clone();
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let replied = replied.clone();
+                async move {
+                    let query = req.uri().query().unwrap_or("").to_owned();
+                    let token = query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("token="))
+                        .map(percent_decode);
+                    let method = req.method().clone();
+                    let body = req
+                        .into_body()
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let answer = match (method.as_str(), token.as_deref()) {
+                        ("GET", None) => {
+                            json!({"messages": [], "status": 410, "token": live_token})
+                        }
+                        (_, Some(t)) if t != live_token => json!({"status": 410}),
+                        ("POST", Some(_)) if body.starts_with(b"[\"1\",\"1\",\"room:lobby\"") => {
+                            json!({"status": 200})
+                        }
+                        ("GET", Some(_)) if !replied.swap(true, Ordering::SeqCst) => json!({
+                            "token": live_token,
+                            "status": 200,
+                            "messages": [json!(["1", "1", "room:lobby", "phx_reply",
+                                {"status": "ok", "response": {"user_id": "carol", "topic": "room:lobby"}}])
+                                .to_string()]
+                        }),
+                        ("GET", Some(_)) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            json!({"token": live_token, "status": 204, "messages": []})
+                        }
+                        _ => json!({"status": 400}),
+                    };
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(answer.to_string()))))
+                }
             });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -526,6 +540,23 @@ async fn longpoll_messages_match_however_the_polls_cut_them() {
     replay_batches(&with_empty, 1, false)
         .await
         .expect("an empty recorded poll");
+}
+
+#[tokio::test]
+async fn a_poll_recorded_before_the_post_that_caused_its_messages_replays() {
+    // A recorder writes a poll where it completed: the server may answer
+    // the waiting poll before the POST that caused it has its response.
+    let all = vec![reply_frame(), welcome_frame(1), welcome_frame(2)];
+    let mut transcript: Value =
+        serde_json::from_str(&batched_transcript(std::slice::from_ref(&all))).expect("json");
+    let steps = transcript["steps"].as_array_mut().expect("steps");
+    let poll: Vec<Value> = steps.drain(4..6).collect();
+    steps.splice(2..2, poll);
+    let addr = fake_batching_server(2).await;
+    let transcript = Transcript::from_json(&transcript.to_string()).expect("transcript");
+    run_transcript(&transcript, &config(addr))
+        .await
+        .expect("the poll waits for the post's messages");
 }
 
 #[tokio::test]
