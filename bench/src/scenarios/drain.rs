@@ -5,7 +5,10 @@
 //! another node (`--reconnect-url`) and rejoins. Reported: when the closes
 //! and the rejoins happened after the SIGTERM, as quantiles and as
 //! histograms with one row per bucket, so a drain in batches shows as
-//! steps and a drain at once as one spike.
+//! steps and a drain at once as one spike. With `--check-presence` an
+//! observer on the other node keeps the topic's presence list and the
+//! report says whether every client is listed there once, with a meta of
+//! the surviving node, after the rejoins.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
