@@ -32,6 +32,9 @@ mod config;
 #[path = "../../src/bin/fawkes/connect.rs"]
 mod connect;
 #[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../src/bin/fawkes/dashboard/mod.rs"]
+mod dashboard;
+#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../../src/bin/fawkes/operations.rs"]
 mod operations;
 #[allow(dead_code, unreachable_pub, unused_imports)]

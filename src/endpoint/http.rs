@@ -30,7 +30,14 @@ pub(super) async fn dispatch(
             continue;
         };
         if transport == "/websocket" && socket.options.websocket {
-            return Ok(websocket::upgrade(req, socket.clone(), &inner.shared, peer).await);
+            return Ok(websocket::upgrade(
+                req,
+                socket.clone(),
+                &inner.shared,
+                &inner.connections,
+                peer,
+            )
+            .await);
         }
         if transport == "/longpoll" && socket.options.longpoll {
             return Ok(longpoll::handle(req, socket.clone(), &inner.shared, peer).await);

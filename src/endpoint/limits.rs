@@ -74,6 +74,21 @@ impl ConnectionCounter {
         })
     }
 
+    /// Count the websocket that an HTTP connection from `addr` became,
+    /// without checking the limits: the HTTP connection already passed them
+    /// and releases its own place as soon as the upgrade is done, so the
+    /// connection is counted twice only for that moment. The websocket
+    /// keeps this permit inline (no allocation per connection).
+    pub(crate) fn hand_over(self: &Arc<Self>, addr: IpAddr) -> ConnectionPermit {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.total += 1;
+        *open.per_address.entry(addr).or_insert(0) += 1;
+        ConnectionPermit {
+            counter: self.clone(),
+            addr,
+        }
+    }
+
     /// Count a new connection from `addr`, or refuse it.
     pub(crate) fn try_open(
         self: &Arc<Self>,

@@ -293,7 +293,7 @@ impl Endpoint {
         };
         // Over a limit: closed at once, before any byte is read.
         let permit = match self.inner.connections.try_open(peer.ip()) {
-            Ok(permit) => Arc::new(permit),
+            Ok(permit) => permit,
             Err(refused) => {
                 tracing::debug!(%peer, %refused, "connection refused");
                 return;
@@ -306,9 +306,10 @@ impl Endpoint {
             // Accepted while draining: one request, then close.
             let keep_alive = !shutdown.is_cancelled();
             let body_timeout = body::BodyReadTimeout(limits.body_read_timeout);
+            // Held until the HTTP connection ends; a websocket it becomes
+            // takes a place of its own (`ConnectionCounter::hand_over`).
+            let _permit = permit;
             let service = service_fn(move |mut req: HttpRequest| {
-                // The websocket transport keeps the permit after the upgrade.
-                req.extensions_mut().insert(permit.clone());
                 req.extensions_mut().insert(body_timeout);
                 http::dispatch(inner.clone(), req, peer)
             });

@@ -44,7 +44,7 @@ pub(super) fn run<S: Io>(
     shared: &Services,
     serializer: Serializer,
     connected: Connected,
-    permit: Option<Arc<ConnectionPermit>>,
+    permit: ConnectionPermit,
 ) -> Connection<S> {
     let idle = socket.options.idle_timeout;
     let inbound = WsInbound {
@@ -79,7 +79,7 @@ pub(super) struct Connection<S> {
     /// when the connection is dropped. A field rather than an async wrapper
     /// around the connection: an `async fn` holding the connection future
     /// would keep room for it twice (+~560 B per idle connection, measured).
-    _permit: Option<Arc<ConnectionPermit>>,
+    _permit: ConnectionPermit,
 }
 
 /// The close handshake after the session ended.

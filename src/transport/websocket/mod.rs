@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::endpoint::http::empty;
-use crate::endpoint::limits::ConnectionPermit;
+use crate::endpoint::limits::ConnectionCounter;
 use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
 use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
@@ -35,6 +35,7 @@ pub(crate) async fn upgrade(
     mut req: HttpRequest,
     socket: Arc<Socket>,
     shared: &Services,
+    connections: &Arc<ConnectionCounter>,
     peer: SocketAddr,
 ) -> HttpResponse {
     if req.method() != Method::GET {
@@ -76,13 +77,15 @@ pub(crate) async fn upgrade(
 
     let on_upgrade = hyper::upgrade::on(&mut req);
     let shared = shared.clone();
-    // The websocket counts against the connection limits until it ends.
-    let permit = req.extensions().get::<Arc<ConnectionPermit>>().cloned();
+    let connections = connections.clone();
     let tasks = shared.tasks.clone();
     // Tracked, so that shutdown waits for every websocket's close frame.
     tasks.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
+                // The websocket counts against the connection limits until
+                // it ends (the HTTP connection's place is released now).
+                let permit = connections.hand_over(peer.ip());
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
                     .write_buffer_size(16 * 1024)
