@@ -102,3 +102,103 @@ impl<B: RequestBody> tower_service::Service<hyper::Request<B>> for EndpointServi
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower_service::Service;
+
+    use super::*;
+    use crate::{Connected, Endpoint, Socket, SocketOptions};
+
+    /// A service for a socket mounted at the root (as when nested), with
+    /// longpoll on; the connect callback records the peer it was given.
+    fn service() -> (EndpointService, Arc<Mutex<Vec<Option<SocketAddr>>>>) {
+        let peers = Arc::new(Mutex::new(Vec::new()));
+        let seen = peers.clone();
+        let socket = Socket::new()
+            .connect(move |info: crate::ConnectInfo| {
+                seen.lock().unwrap().push(info.peer_addr);
+                async { Ok(Connected::new()) }
+            })
+            .options(SocketOptions {
+                longpoll: true,
+                ..SocketOptions::default()
+            });
+        let endpoint = Endpoint::builder().socket("/", socket).build();
+        (endpoint.into_service(), peers)
+    }
+
+    /// The JSON body of a service answer.
+    async fn json_of(response: HttpResponse) -> serde_json::Value {
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn get(uri: &str) -> hyper::Request<Full<Bytes>> {
+        hyper::Request::get(uri)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn longpoll_through_the_service_with_a_body_type_other_than_incoming() {
+        let (mut service, peers) = service();
+        let peer: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+        let mut listen = get("/longpoll?vsn=2.0.0");
+        listen.extensions_mut().insert(PeerAddr(peer));
+        let answer = json_of(service.call(listen).await.unwrap()).await;
+        assert_eq!(answer["status"], 410);
+        let token = answer["token"].as_str().unwrap().to_owned();
+        assert_eq!(*peers.lock().unwrap(), vec![Some(peer)]);
+
+        // POST: the frames come from a `Full` body, read by the transport.
+        let heartbeat = r#"["1","1","phoenix","heartbeat",{}]"#;
+        let publish = hyper::Request::post(format!("/longpoll?vsn=2.0.0&token={token}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(heartbeat)))
+            .unwrap();
+        let answer = json_of(service.call(publish).await.unwrap()).await;
+        assert_eq!(answer, serde_json::json!({"status": 200}));
+
+        // The heartbeat's reply is waiting for the next GET.
+        let poll = get(&format!("/longpoll?vsn=2.0.0&token={token}"));
+        let answer = json_of(service.call(poll).await.unwrap()).await;
+        assert_eq!(answer["status"], 200);
+        let reply: serde_json::Value =
+            serde_json::from_str(answer["messages"][0].as_str().unwrap()).unwrap();
+        assert_eq!(reply[3], "phx_reply");
+        assert_eq!(reply[4]["status"], "ok");
+    }
+
+    #[tokio::test]
+    async fn other_paths_get_404_and_a_custom_peer_lookup_is_used() {
+        let (service, peers) = service();
+        let mut service = service.peer_addr(|ext| {
+            ext.get::<SocketAddr>().copied().map(|mut p| {
+                p.set_port(9);
+                p
+            })
+        });
+        let response = service.call(get("/elsewhere")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+        let mut listen = get("/longpoll?vsn=2.0.0");
+        listen
+            .extensions_mut()
+            .insert("127.0.0.2:1000".parse::<SocketAddr>().unwrap());
+        let answer = json_of(service.call(listen).await.unwrap()).await;
+        assert_eq!(answer["status"], 410);
+        let expected: SocketAddr = "127.0.0.2:9".parse().unwrap();
+        assert_eq!(*peers.lock().unwrap(), vec![Some(expected)]);
+
+        // Without an address: the unspecified one.
+        let answer = json_of(service.call(get("/longpoll?vsn=2.0.0")).await.unwrap()).await;
+        assert_eq!(answer["status"], 410);
+        let unspecified = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        assert_eq!(peers.lock().unwrap()[1], Some(unspecified));
+    }
+}
