@@ -7,8 +7,14 @@
 //!
 //! `js-client-tests/test/helpers.mjs` puts every server a test starts
 //! behind `fawkes record` when `FAWKES_RECORD_OUT` is set. Recorded: the
-//! conformance-app files `channel`, `presence` and `socket`, grouped by
-//! topic, except the tests [`PATTERN`] leaves out (see there for why).
+//! conformance-app files `channel`, `longpoll`, `presence` and `socket`,
+//! grouped by topic, except the tests [`PATTERN`] leaves out (see there for
+//! why). LongPoll recordings replay however the live server cuts a
+//! session's messages into poll responses (the replay compares the
+//! sequence of messages). `fawkes-chat.test.mjs` is not recorded: its
+//! server merges presence diffs over a 100 ms window, so which joins share
+//! a `presence_diff` frame depends on timing, and its metas carry an
+//! `online_at` clock time.
 //!
 //! Needs `js-client-tests/node_modules` (`./scripts/setup`) and the
 //! `fawkes-conformance` binary beside `fawkes` (`cargo build -p
@@ -21,8 +27,9 @@ use std::time::{Duration, Instant};
 const FAWKES: &str = env!("CARGO_BIN_EXE_fawkes");
 
 /// The test files recorded (all start `fawkes-conformance serve`).
-const FILES: [&str; 3] = [
+const FILES: [&str; 4] = [
     "test/channel.test.mjs",
+    "test/longpoll.test.mjs",
     "test/presence.test.mjs",
     "test/socket.test.mjs",
 ];
@@ -41,7 +48,8 @@ const FILES: [&str; 3] = [
 const PATTERN: &str = concat!(
     r"^(?!(?:<root>|joining|replies|server pushes and broadcasts|leave and close",
     r"|crash and rejoin|binary payloads|presence|heartbeat",
-    r"|refused and remote-closed connections|connecting|server restart)$)",
+    r"|refused and remote-closed connections|connecting|server restart",
+    r"|LongPoll transport|LongPoll fallback \(longPollFallbackMs\))$)",
     r"(?:(?!restart|disconnect broadcast on the socket id|joined again after leaving",
     r"|replaces the earlier channel).)+$",
 );
@@ -270,5 +278,17 @@ fn recorded_phoenix_js_suite_replays_and_catches_a_different_channel() {
         "a join reply difference is shown: {report}"
     );
     assert!(report.contains("  > step"), "context is shown: {report}");
+    // A LongPoll recording too: its first difference names the session
+    // and shows the recorded and the live message.
+    let longpoll_difference = report.lines().any(|l| {
+        l.starts_with("FAIL ")
+            && l.contains("(conn longpoll#")
+            && l.contains("expected message text")
+            && l.contains(", got text")
+    });
+    assert!(
+        longpoll_difference,
+        "a LongPoll message difference is shown: {report}"
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -88,6 +88,63 @@ pub(crate) enum Command {
     /// ...) to --reconnect-url and rejoins; report when the closes and the
     /// rejoins happened after the SIGTERM, as histograms.
     Drain(DrainArgs),
+    /// A long steady mix (websocket and LongPoll clients connecting,
+    /// joining, pushing, leaving, closing and vanishing; broadcasts; slow
+    /// clients) with the server's RSS, open files, connections and tasks
+    /// sampled into a CSV; quiet windows without clients show whether they
+    /// go back down. Needs --server-pid and the server's /metrics.
+    Soak(SoakArgs),
+}
+
+/// `soak` options.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct SoakArgs {
+    /// Seconds the run lasts (its last --quiet seconds have no clients).
+    #[arg(long, default_value_t = 3600)]
+    pub(crate) duration: u64,
+    /// Seconds between two samples.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) sample_secs: u64,
+    /// Where the samples go (one CSV row each).
+    #[arg(long, default_value = "soak.csv")]
+    pub(crate) csv: std::path::PathBuf,
+    /// Length of a cycle in seconds: clients work, then a quiet window.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) cycle: u64,
+    /// Seconds at the end of each cycle (and of the run) without clients;
+    /// longer than the server's LongPoll session timeout.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) quiet: u64,
+    /// Websocket clients (each runs one session after another).
+    #[arg(long, default_value_t = 200)]
+    pub(crate) ws_clients: usize,
+    /// LongPoll clients.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) lp_clients: usize,
+    /// Slow clients: join the publisher's topic with a 4 KiB receive
+    /// buffer and never read.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) slow_clients: usize,
+    /// Topics per kind (`room:soak:<k>`, `bench:soak:<k>`).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) topics: usize,
+    /// Shortest session, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) min_life: u64,
+    /// Longest session, in seconds (slow clients stay three to six times
+    /// as long).
+    #[arg(long, default_value_t = 40)]
+    pub(crate) max_life: u64,
+    /// Each client pushes `new_msg` every this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) push_ms: u64,
+    /// Broadcasts per second the publisher pushes on `bench:soak:0` (0:
+    /// none).
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) hot_rate: f64,
+    /// Padding of each of the publisher's broadcasts, in bytes.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) payload_bytes: usize,
 }
 
 /// `drain` options.
@@ -108,6 +165,13 @@ pub(crate) struct DrainArgs {
     /// Give up on clients not rejoined after this many seconds.
     #[arg(long, default_value_t = 90)]
     pub(crate) limit: u64,
+    /// The two nodes are a cluster and --topic tracks presence (keyed by
+    /// the connect param `user`): an observer on --reconnect-url keeps the
+    /// topic's presence list like phoenix.js, and the report says whether
+    /// every client is listed there once, with a meta of the surviving
+    /// node, after the rejoins (and still 2 s later).
+    #[arg(long)]
+    pub(crate) check_presence: bool,
 }
 
 /// `roundtrip` options.

@@ -119,12 +119,25 @@ impl Connector {
     /// A TCP connection for connection number `index`, from source address
     /// `index mod K`.
     pub(crate) async fn tcp(&self, index: usize) -> Result<TcpStream, ConnError> {
+        self.tcp_with(index, None).await
+    }
+
+    /// Like [`Connector::tcp`], with the socket's receive buffer set to
+    /// `recv_buffer` bytes first when given (a slow client's small window).
+    pub(crate) async fn tcp_with(
+        &self,
+        index: usize,
+        recv_buffer: Option<u32>,
+    ) -> Result<TcpStream, ConnError> {
         let target = self.target_of(index);
         let socket = match target.addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
         }
         .map_err(ConnError::Io)?;
+        if let Some(bytes) = recv_buffer {
+            socket.set_recv_buffer_size(bytes).map_err(ConnError::Io)?;
+        }
         if !self.sources.is_empty() {
             let source = self.sources[index % self.sources.len()];
             socket
@@ -142,7 +155,18 @@ impl Connector {
     /// Connection number `index`: TCP connect plus the websocket handshake
     /// on the socket path with `vsn=2.0.0` and the `query` parameters.
     pub(crate) async fn connect(&self, index: usize, query: &str) -> Result<Ws, ConnError> {
-        let stream = self.tcp(index).await?;
+        self.connect_with(index, query, None).await
+    }
+
+    /// Like [`Connector::connect`], with a receive buffer of
+    /// `recv_buffer` bytes when given.
+    pub(crate) async fn connect_with(
+        &self,
+        index: usize,
+        query: &str,
+        recv_buffer: Option<u32>,
+    ) -> Result<Ws, ConnError> {
+        let stream = self.tcp_with(index, recv_buffer).await?;
         let config = WebSocketConfig::default()
             .read_buffer_size(8 * 1024)
             .write_buffer_size(8 * 1024);

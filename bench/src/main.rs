@@ -12,6 +12,7 @@ mod baseline;
 mod cli;
 mod conn;
 mod histogram;
+mod http_client;
 mod http_pub;
 mod presence_model;
 mod proc_stats;
@@ -81,6 +82,13 @@ async fn run(cli: Cli, fd_limit: u64) -> ExitCode {
             Ok(report) => report,
             Err(e) => {
                 eprintln!("drain: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        Command::Soak(args) => match scenarios::soak::run(&env, &cli.common, args).await {
+            Ok(report) => report,
+            Err(e) => {
+                eprintln!("soak: {e}");
                 return ExitCode::from(2);
             }
         },

@@ -53,6 +53,30 @@ impl PresenceList {
         self.state.len()
     }
 
+    /// Every `phx_ref` listed now but `key`'s (to tell later which metas
+    /// are old).
+    pub(crate) fn refs_except(&self, key: &str) -> rustc_hash::FxHashSet<Id> {
+        let skip = id(key);
+        self.state
+            .iter()
+            .filter(|(k, _)| **k != skip)
+            .flat_map(|(_, refs)| refs.iter().copied())
+            .collect()
+    }
+
+    /// Keys listed with more than one meta.
+    pub(crate) fn multi_meta_keys(&self) -> usize {
+        self.state.values().filter(|refs| refs.len() > 1).count()
+    }
+
+    /// Keys listed with at least one of the metas in `refs`.
+    pub(crate) fn keys_with_any_of(&self, refs: &rustc_hash::FxHashSet<Id>) -> usize {
+        self.state
+            .values()
+            .filter(|mine| mine.iter().any(|r| refs.contains(r)))
+            .count()
+    }
+
     /// The `phx_ref`s listed for `key`, oldest first.
     #[cfg(test)]
     pub(crate) fn refs(&self, key: &str) -> Option<&[Id]> {
@@ -326,6 +350,30 @@ mod tests {
 
     fn metas(refs: &[&str]) -> Value {
         json!({"metas": refs.iter().map(|r| json!({"phx_ref": r, "name": "x"})).collect::<Vec<_>>()})
+    }
+
+    #[test]
+    fn counts_multi_meta_keys_and_old_metas() {
+        let mut list = PresenceList::new();
+        list.apply_state(&serde_json::json!({
+            "a": {"metas": [{"phx_ref": "a1"}]},
+            "b": {"metas": [{"phx_ref": "b1"}]},
+            "me": {"metas": [{"phx_ref": "m1"}]}
+        }));
+        let old = list.refs_except("me");
+        assert_eq!(old.len(), 2);
+        assert_eq!(list.keys_with_any_of(&old), 2);
+        // a moves: its new meta joins before the old one leaves.
+        list.apply_diff(
+            &serde_json::json!({"joins": {"a": {"metas": [{"phx_ref": "a2"}]}}, "leaves": {}}),
+        );
+        assert_eq!(list.multi_meta_keys(), 1);
+        list.apply_diff(
+            &serde_json::json!({"joins": {}, "leaves": {"a": {"metas": [{"phx_ref": "a1"}]}}}),
+        );
+        assert_eq!(list.multi_meta_keys(), 0);
+        assert_eq!(list.keys_with_any_of(&old), 1, "b still has its old meta");
+        assert_eq!(list.len(), 3);
     }
 
     #[test]

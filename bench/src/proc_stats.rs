@@ -91,6 +91,13 @@ impl ProcWatch {
         parse_limits_open_files(&limits)
     }
 
+    /// How many threads the watched process has, if readable.
+    pub(crate) fn threads(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("Threads:"))?;
+        line["Threads:".len()..].trim().parse().ok()
+    }
+
     /// How many file descriptors the watched process has open, if readable.
     pub(crate) fn open_files(&self) -> Option<usize> {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid))

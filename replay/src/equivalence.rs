@@ -4,7 +4,8 @@
 //! with the replay's normalisation. Connection names, pauses and the
 //! recording markers do not matter, nor do client closes after the last
 //! other action and what they cause (a replay closes what is left open
-//! when it ends). Used to check that recording a replay
+//! when it ends), nor how the messages of a LongPoll session were cut
+//! into polls (only their sequence). Used to check that recording a replay
 //! gives back the transcript that was replayed.
 
 use std::collections::HashMap;
@@ -19,13 +20,38 @@ enum Item {
     Recv(usize, Step),
 }
 
-fn items(t: &Transcript) -> Result<Vec<Item>, String> {
+/// The messages of each LongPoll session's polls, sessions in order of
+/// first appearance: `(recorded token, messages)`.
+type PollStreams = Vec<(String, Vec<String>)>;
+
+fn items(t: &Transcript) -> Result<(Vec<Item>, PollStreams), String> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut out = Vec::new();
+    let mut polls: PollStreams = Vec::new();
+    let mut skip_next = false;
     for (i, raw) in t.steps.iter().enumerate() {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
         let step = raw.classify(i).map_err(|e| e.to_string())?;
         if matches!(step, Step::Sleep(_)) {
             continue;
+        }
+        // A poll of an open LongPoll session: only the sequence of the
+        // session's messages counts, not how many polls carried them.
+        if let (Step::Http(request), Some(response)) = (&step, t.steps.get(i + 1)) {
+            if let Some(r) = &response.http_response {
+                if let Some((token, poll)) =
+                    crate::longpoll::stream_poll(&request.method, &request.path, r.status, &r.body)
+                {
+                    match polls.iter_mut().find(|(t, _)| *t == token) {
+                        Some((_, messages)) => messages.extend(poll.messages),
+                        None => polls.push((token, poll.messages)),
+                    }
+                    skip_next = true;
+                    continue;
+                }
+            }
         }
         let next = names.len();
         let conn = raw
@@ -48,15 +74,36 @@ fn items(t: &Transcript) -> Result<Vec<Item>, String> {
     }
     // What the closes caused goes with them.
     out.truncate(end);
-    Ok(out)
+    Ok((out, polls))
 }
 
 /// `Ok` when `recorded` holds the same conversation as `original`, else the
 /// first difference.
 pub fn equivalent(original: &Transcript, recorded: &Transcript) -> Result<(), String> {
-    let a = items(original)?;
-    let b = items(recorded)?;
+    let (a, polls_a) = items(original)?;
+    let (b, polls_b) = items(recorded)?;
     let mut bindings = Bindings::new();
+    if polls_a.len() != polls_b.len() {
+        return Err(format!(
+            "{} LongPoll sessions polled, {} in the original",
+            polls_b.len(),
+            polls_a.len()
+        ));
+    }
+    for (n, ((ta, ma), (tb, mb))) in polls_a.iter().zip(&polls_b).enumerate() {
+        bindings.bind(ta, tb)?;
+        if ma.len() != mb.len() {
+            return Err(format!(
+                "LongPoll session #{n}: {} messages recorded, {} in the original",
+                mb.len(),
+                ma.len()
+            ));
+        }
+        for (m, (x, y)) in ma.iter().zip(mb).enumerate() {
+            normalize::match_text(x, y, &mut bindings)
+                .map_err(|d| format!("LongPoll session #{n}, message {m}: {d}: {x} vs {y}"))?;
+        }
+    }
     let actions = |items: &[Item]| -> Vec<(usize, Step)> {
         items
             .iter()
@@ -249,6 +296,33 @@ mod tests {
         let a = Transcript::from_json(ORIGINAL).expect("a");
         let b = Transcript::from_json(recorded).expect("b");
         equivalent(&a, &b).expect("equivalent");
+    }
+
+    fn longpoll(polls: &[&[&str]]) -> Transcript {
+        let mut steps = vec![
+            serde_json::json!({"http": {"method": "GET", "path": "/socket/longpoll?vsn=2.0.0&", "headers": {}}}),
+            serde_json::json!({"http_response": {"status": 200, "body": "{\"status\":410,\"token\":\"T\",\"messages\":[]}"}}),
+        ];
+        for messages in polls {
+            let body = serde_json::json!({"status": 200, "token": "T", "messages": messages});
+            steps.push(serde_json::json!({"http": {"method": "GET", "path": "/socket/longpoll?vsn=2.0.0&token=T", "headers": {}}}));
+            steps.push(
+                serde_json::json!({"http_response": {"status": 200, "body": body.to_string()}}),
+            );
+        }
+        let text = serde_json::json!({"scenario": "lp", "steps": steps}).to_string();
+        Transcript::from_json(&text).expect("transcript")
+    }
+
+    #[test]
+    fn longpoll_messages_count_not_the_polls_that_carried_them() {
+        let one = longpoll(&[&["[1]", "[2]"]]);
+        let two = longpoll(&[&["[1]"], &["[2]"], &[]]);
+        equivalent(&one, &two).expect("same messages");
+        let other = longpoll(&[&["[1]"], &["[3]"]]);
+        assert!(equivalent(&one, &other).is_err());
+        let fewer = longpoll(&[&["[1]"]]);
+        assert!(equivalent(&one, &fewer).is_err());
     }
 
     #[test]

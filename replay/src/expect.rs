@@ -183,7 +183,7 @@ impl Expectations {
 
 /// A channel of a connection: topic and join_ref (`None` for a broadcast).
 /// Frames that are not channel frames (closes, unparsable text) have none.
-type Channel = Option<(String, Option<String>)>;
+pub type Channel = Option<(String, Option<String>)>;
 
 fn channel_expected(e: &Expected) -> Channel {
     match e {
@@ -201,7 +201,9 @@ fn channel_observed(o: &Observed) -> Channel {
     }
 }
 
-fn channel_of_text(text: &str) -> Channel {
+/// The channel (topic, join_ref) of a text frame from the server, if it is
+/// a channel frame.
+pub fn channel_of_text(text: &str) -> Channel {
     use serde_json::Value;
     let as_ref = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
     match serde_json::from_str::<Value>(text).ok()? {

@@ -9,6 +9,7 @@
 //! - [`normalize`]: JSON comparison with the `phx_ref`/token bijection;
 //! - [`expect`]: per-connection expectation queues;
 //! - [`ws`] / [`http`]: the client transports;
+//! - [`longpoll`]: LongPoll polls matched as one message stream per session;
 //! - [`runner`]: replaying one transcript;
 //! - [`report`]: running many and printing the results;
 //! - [`record`]: the recording proxy that writes transcripts;
@@ -17,6 +18,7 @@
 pub mod equivalence;
 pub mod expect;
 pub mod http;
+pub mod longpoll;
 pub mod normalize;
 pub mod record;
 pub mod report;

@@ -21,6 +21,7 @@ use super::expect::{
     Expectations, Offer, Races,
 };
 use super::http::{self, BaseUrl, HttpError};
+use super::longpoll::{self, RecordedPoll};
 use super::normalize::{self, encode_uri_component, Bindings, Difference, MatchRules, TokenMap};
 use super::transcript::{Action, ActionKind, Transcript, TranscriptError};
 use super::ws::{self, Connected, Observation, WsConn, WsError};
@@ -254,6 +255,7 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
         tolerated,
         closed_by_client: HashSet::new(),
         last_step_of,
+        polls: HashMap::new(),
     };
     let mut result = Ok(());
     let mut start = 0;
@@ -271,6 +273,12 @@ pub async fn run_transcript(transcript: &Transcript, config: &RunConfig) -> Resu
             break;
         }
         start = end;
+    }
+    if result.is_ok() {
+        let last_step = plan.last().map_or(0, |a| a.step);
+        if let Some(failure) = session.finish_polls(last_step).await {
+            result = Err(failure);
+        }
     }
     session.cleanup().await;
     result
@@ -294,6 +302,8 @@ struct Session<'a> {
     closed_by_client: HashSet<String>,
     /// The last transcript step of each connection (for the `tail` race).
     last_step_of: HashMap<String, usize>,
+    /// LongPoll sessions by their recorded token, each polled on its own.
+    polls: HashMap<String, LivePolls>,
 }
 
 impl Session<'_> {
@@ -489,6 +499,15 @@ impl Session<'_> {
                 expected_body,
             } => {
                 *last_step = step + 1;
+                if let Some((token, poll)) = longpoll::stream_poll(
+                    &request.method,
+                    &request.path,
+                    *expected_status,
+                    expected_body,
+                ) {
+                    self.poll_stream(step, request, token, poll).await;
+                    return Ok(());
+                }
                 let path = self.tokens.substitute_path(&request.path);
                 let headers: Vec<(String, String)> = request
                     .headers
@@ -536,6 +555,127 @@ impl Session<'_> {
         }
     }
 
+    /// A recorded poll of an open LongPoll session. The replay polls the
+    /// session on its own from its first recorded poll on (see
+    /// [`longpoll`]); the recorded poll only adds its messages to what the
+    /// session must receive, checked when the transcript ends.
+    async fn poll_stream(
+        &mut self,
+        step: usize,
+        request: &crate::transcript::HttpRequestSpec,
+        token: String,
+        recorded: longpoll::StreamPoll,
+    ) {
+        let count = self.polls.len();
+        let session = self.polls.entry(token).or_insert_with(|| {
+            let path = self.tokens.substitute_path(&request.path);
+            let headers: Vec<(String, String)> = request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), self.tokens.substitute(v)))
+                .collect();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let poller = tokio::spawn(poll_forever(
+                self.config.base.clone(),
+                path,
+                headers,
+                self.config.http_timeout,
+                tx,
+            ));
+            LivePolls {
+                name: format!("longpoll#{}", count + 1),
+                expected: Vec::new(),
+                live: Vec::new(),
+                ended: None,
+                rx,
+                poller,
+            }
+        });
+        session
+            .expected
+            .extend(recorded.messages.into_iter().map(|m| (step + 1, m)));
+        // The client acted on what this poll brought before its next
+        // request: give the messages so far a moment to come, so the next
+        // actions follow them as they did in the recording. A poll recorded
+        // before the request that caused its messages (a recorder writes a
+        // poll where it completed) cannot be satisfied yet: the replay goes
+        // on after the wait, and the end of the transcript checks.
+        let races = self.config.races;
+        let wait_until = Instant::now() + self.config.frame_deadline.min(POLL_SYNC);
+        loop {
+            session.receive();
+            let mut trial = self.bindings.clone();
+            let poll = session.matched(races, &mut trial);
+            if poll.is_done() || poll.first_mismatch.is_some() || session.ended.is_some() {
+                break;
+            }
+            if Instant::now() >= wait_until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// After the last step: every LongPoll session must have received its
+    /// recorded messages, in order (waiting up to the frame deadline), and
+    /// nothing else (unless the `tail` race accepts a push after the
+    /// recording's end).
+    async fn finish_polls(&mut self, last_step: usize) -> Option<Failure> {
+        let deadline = Instant::now() + self.config.frame_deadline;
+        let mut names: Vec<String> = self.polls.keys().cloned().collect();
+        names.sort_by_key(|k| self.polls[k].name.clone());
+        for key in names {
+            let races = self.config.races;
+            let session = self.polls.get_mut(&key)?;
+            let matched = loop {
+                session.receive();
+                let mut trial = self.bindings.clone();
+                let poll = session.matched(races, &mut trial);
+                let over = Instant::now() >= deadline || session.ended.is_some();
+                if poll.is_done() || poll.first_mismatch.is_some() || over {
+                    break (poll, trial);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            let (poll, trial) = matched;
+            let conn = session.name.clone();
+            if let Some(mismatch) = poll.first_mismatch.clone() {
+                return Some(Failure::Mismatch {
+                    step: mismatch.step,
+                    conn,
+                    expected: format!("message text {}", shorten(&mismatch.expected)),
+                    got: format!("text {}", shorten(&mismatch.got)),
+                    difference: mismatch.difference,
+                });
+            }
+            if let Some((step, first)) = poll.outstanding().first() {
+                let more = poll.outstanding().len() - 1;
+                let ended = session.ended.as_ref().map_or(String::new(), |why| {
+                    format!("; the session's polls ended: {why}")
+                });
+                return Some(Failure::Missing {
+                    step: *step,
+                    conn,
+                    expected: format!("message text {}", shorten(first)),
+                    waited_ms: self.config.frame_deadline.as_millis(),
+                    more: match more {
+                        0 => ended,
+                        n => format!(" (and {n} more missing){ended}"),
+                    },
+                });
+            }
+            if let (Some(extra), false) = (poll.deferred().front(), races.tail) {
+                return Some(Failure::Unexpected {
+                    after_step: last_step,
+                    conn,
+                    got: format!("text {}", shorten(extra)),
+                });
+            }
+            self.bindings = trial;
+        }
+        None
+    }
+
     /// The next observation, or `None` once `deadline` passes.
     async fn next_observation(&mut self, deadline: Instant) -> Option<Observation> {
         if let Some(obs) = self.pending.pop_front() {
@@ -549,9 +689,90 @@ impl Session<'_> {
     }
 
     async fn cleanup(&mut self) {
+        for (_, session) in self.polls.drain() {
+            session.poller.abort();
+        }
         let grace = self.config.cleanup_pause.max(Duration::from_millis(100));
         let shutdowns = self.conns.drain().map(|(_, ws)| ws.shutdown(grace));
         futures_util::future::join_all(shutdowns).await;
         tokio::time::sleep(self.config.cleanup_pause).await;
+    }
+}
+
+/// What a session's poller reports.
+#[derive(Debug)]
+enum PollEvent {
+    /// The messages of one poll response.
+    Messages(Vec<String>),
+    /// Polling stopped: the session is gone or a request failed.
+    Ended(String),
+}
+
+/// A LongPoll session of the replay, polled by a task of its own.
+struct LivePolls {
+    /// `longpoll#N`, in order of appearance, for reports.
+    name: String,
+    /// The recorded messages of all its polls, with their steps.
+    expected: Vec<(usize, String)>,
+    /// The live messages so far, in arrival order.
+    live: Vec<String>,
+    /// Why polling stopped, once it did.
+    ended: Option<String>,
+    rx: UnboundedReceiver<PollEvent>,
+    poller: tokio::task::JoinHandle<()>,
+}
+
+impl LivePolls {
+    /// Takes what the poller reported so far.
+    fn receive(&mut self) {
+        while let Ok(event) = self.rx.try_recv() {
+            match event {
+                PollEvent::Messages(messages) => self.live.extend(messages),
+                PollEvent::Ended(why) => self.ended = Some(why),
+            }
+        }
+    }
+
+    /// The recorded messages so far matched against the live ones so far.
+    fn matched(&self, races: Races, bindings: &mut Bindings) -> RecordedPoll {
+        let mut poll = RecordedPoll::new(self.expected.clone(), races);
+        for message in &self.live {
+            poll.offer(message.clone(), bindings);
+        }
+        poll
+    }
+}
+
+/// Longest wait, at a recorded poll, for its messages before the next step.
+const POLL_SYNC: Duration = Duration::from_secs(1);
+
+/// Polls `path` (a session's live URL) until the session ends or the
+/// receiver is gone, reporting each response's messages.
+async fn poll_forever(
+    base: BaseUrl,
+    path: String,
+    headers: Vec<(String, String)>,
+    timeout: Duration,
+    tx: UnboundedSender<PollEvent>,
+) {
+    loop {
+        let event = match http::request(&base, "GET", &path, &headers, "", timeout).await {
+            Ok(reply) if reply.status == 200 => match longpoll::poll_body(&reply.body) {
+                Some(poll) => PollEvent::Messages(poll.messages),
+                None => PollEvent::Ended(format!("a poll answered {}", shorten(&reply.body))),
+            },
+            Ok(reply) => PollEvent::Ended(format!("a poll answered HTTP {}", reply.status)),
+            Err(error) => PollEvent::Ended(format!("a poll failed: {error}")),
+        };
+        let ended = matches!(event, PollEvent::Ended(_));
+        let empty = matches!(&event, PollEvent::Messages(m) if m.is_empty());
+        if tx.send(event).is_err() || ended {
+            return;
+        }
+        if empty {
+            // A server that answers an empty poll at once is not polled in
+            // a busy loop.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

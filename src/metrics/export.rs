@@ -216,6 +216,14 @@ impl Collector for Scrape {
             "1 while the node drains its clients (not ready)",
             &[(&[], i64::from(s.draining))],
         )?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            gauge(
+                &mut e,
+                "fawkes_tasks_alive",
+                "Tasks alive on the async runtime serving this scrape",
+                &[(&[], signed(runtime.metrics().num_alive_tasks() as u64))],
+            )?;
+        }
         if let Some((connected, failed)) = s.redis {
             gauge(
                 &mut e,
@@ -296,7 +304,25 @@ mod tests {
         assert_eq!(value(&text, "fawkes_presence_entries"), Some(5.0));
         assert_eq!(value(&text, "fawkes_redis_connected"), Some(1.0));
         assert_eq!(value(&text, "fawkes_peer_nodes_up"), None);
+        assert_eq!(value(&text, "fawkes_tasks_alive"), None, "no runtime here");
         assert!(text.contains("# TYPE fawkes_joins counter"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn counts_the_tasks_alive_on_the_runtime() {
+        let counters = Arc::new(Counters::default());
+        let before = value(&render(&counters, Sources::default()), "fawkes_tasks_alive")
+            .expect("a gauge inside a runtime");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let during = value(&render(&counters, Sources::default()), "fawkes_tasks_alive");
+        assert_eq!(during, Some(before + 1.0));
+        let _ = tx.send(());
+        let _ = task.await;
+        let after = value(&render(&counters, Sources::default()), "fawkes_tasks_alive");
+        assert_eq!(after, Some(before));
     }
 }

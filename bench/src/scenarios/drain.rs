@@ -5,7 +5,10 @@
 //! another node (`--reconnect-url`) and rejoins. Reported: when the closes
 //! and the rejoins happened after the SIGTERM, as quantiles and as
 //! histograms with one row per bucket, so a drain in batches shows as
-//! steps and a drain at once as one spike.
+//! steps and a drain at once as one spike. With `--check-presence` an
+//! observer on the other node keeps the topic's presence list and the
+//! report says whether every client is listed there once, with a meta of
+//! the surviving node, after the rejoins.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use tokio::task::JoinSet;
 use super::{add_errors, wait_until, Env, Progress};
 use crate::cli::{Common, DrainArgs, Target};
 use crate::conn::{self, Connector, Ended, Errors};
+use crate::presence_model::{parse_frame, PresenceFrame, PresenceList};
 use crate::report::Report;
 
 const HEARTBEAT: Duration = Duration::from_secs(30);
@@ -146,6 +150,28 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
     })
     .await;
     let joined = counters.joined.load(Ordering::Relaxed);
+    let observer = match args.check_presence {
+        true => {
+            let observer = Observer::start(&other, args.conns, &args.topic, stop_rx.clone())
+                .await
+                .map_err(|e| format!("presence observer: {e}"))?;
+            // Everyone (and the observer) listed on the surviving node.
+            let want = joined as usize + 1;
+            let listed = wait_until(Duration::from_secs(args.limit), || {
+                observer.list().len() == want
+            })
+            .await;
+            if !listed {
+                return Err(format!(
+                    "the observer lists {} users before the SIGTERM, not {want}",
+                    observer.list().len()
+                ));
+            }
+            let old_refs = observer.list().refs_except(OBSERVER);
+            Some((observer, old_refs))
+        }
+        false => None,
+    };
 
     let sigterm = Instant::now();
     let _ = term_tx.send(Some(sigterm));
@@ -162,6 +188,38 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
         counters.rejoined.load(Ordering::Relaxed) >= joined
     })
     .await;
+    let presence = match &observer {
+        Some((observer, old_refs)) => {
+            // Every client listed once, none with a meta of the old node.
+            let want = joined as usize + 1;
+            let settled = |list: &PresenceList| {
+                list.len() == want
+                    && list.multi_meta_keys() == 0
+                    && list.keys_with_any_of(old_refs) == 0
+            };
+            let converged = wait_until(Duration::from_secs(args.limit), || {
+                settled(&observer.list())
+            })
+            .await;
+            let converged_ms = since(sigterm);
+            // Nothing late from the old node's shutdown changes it.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let list = observer.list();
+            Some(vec![
+                ("presence_expected", want as u64),
+                ("presence_listed", list.len() as u64),
+                ("presence_multi_meta_keys", list.multi_meta_keys() as u64),
+                (
+                    "presence_old_node_metas",
+                    list.keys_with_any_of(old_refs) as u64,
+                ),
+                ("presence_converged", u64::from(converged)),
+                ("presence_converged_ms", converged_ms),
+                ("presence_still_settled_2s_later", u64::from(settled(&list))),
+            ])
+        }
+        None => None,
+    };
     drop(progress);
 
     let closed = std::mem::take(&mut *times.closed.lock().expect("times"));
@@ -182,6 +240,9 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
     add_quantiles(&mut report, "rejoin_ms", &rejoined);
     report.add("close_histogram", histogram(&closed, args.bucket_ms));
     report.add("rejoin_histogram", histogram(&rejoined, args.bucket_ms));
+    for (key, value) in presence.into_iter().flatten() {
+        report.add(key, value);
+    }
 
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), async {
@@ -189,6 +250,57 @@ pub(crate) async fn run(env: &Env, common: &Common, args: &DrainArgs) -> Result<
     })
     .await;
     Ok(report)
+}
+
+/// The observer's presence key (connect param `user`).
+const OBSERVER: &str = "observer";
+
+/// A client of the surviving node that keeps the topic's presence list
+/// like phoenix.js.
+struct Observer {
+    list: Arc<Mutex<PresenceList>>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Observer {
+    /// Connect (as connection number `index`) and join `topic`; the list
+    /// follows the topic until `stop`.
+    async fn start(
+        connector: &Connector,
+        index: usize,
+        topic: &str,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<Observer, conn::ConnError> {
+        let mut ws = connector
+            .connect(index, &format!("user={OBSERVER}"))
+            .await?;
+        conn::join(&mut ws, topic, "1", json!({}), connector.timeout()).await?;
+        let list = Arc::new(Mutex::new(PresenceList::new()));
+        let mine = Arc::clone(&list);
+        let task = tokio::spawn(async move {
+            conn::hold(&mut ws, &mut stop, HEARTBEAT, |text| {
+                let is_state = text.contains("\"presence_state\"");
+                if !is_state && !text.contains("\"presence_diff\"") {
+                    return;
+                }
+                let mut list = mine.lock().unwrap_or_else(|p| p.into_inner());
+                match parse_frame(text, is_state) {
+                    Some(PresenceFrame::State(state)) => list.apply_state_list(state),
+                    Some(PresenceFrame::Diff(joins, leaves)) => {
+                        list.apply_diff_lists(joins, leaves)
+                    }
+                    None => {}
+                }
+            })
+            .await;
+            conn::close(ws).await;
+        });
+        Ok(Observer { list, _task: task })
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, PresenceList> {
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn since(start: Instant) -> u64 {

@@ -8,6 +8,7 @@ pub(crate) mod idle;
 pub(crate) mod joins;
 pub(crate) mod presence;
 pub(crate) mod roundtrip;
+pub(crate) mod soak;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

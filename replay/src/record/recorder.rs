@@ -442,9 +442,13 @@ impl Recorder {
                 status,
                 body,
             } => {
-                // A LongPoll exchange is placed where it completed: a poll
-                // waits for what later actions cause.
-                let placed = if is_longpoll(&request.path) {
+                // A LongPoll poll is placed where it completed: it waits
+                // for what later actions cause. Anything else (a LongPoll
+                // POST too) where it was sent: what it causes (a broadcast
+                // to a websocket, a reply buffered for the next poll) may
+                // reach the recorder before its response does.
+                let poll = request.method.eq_ignore_ascii_case("GET");
+                let placed = if is_longpoll(&request.path) && poll {
                     at
                 } else {
                     sent_at.min(at)
@@ -1035,7 +1039,12 @@ mod tests {
         let exchange = |path: &str, sent_at| Event::Http {
             sent_at,
             request: HttpRequestSpec {
-                method: "POST".into(),
+                method: if path.contains("longpoll") {
+                    "GET"
+                } else {
+                    "POST"
+                }
+                .into(),
                 path: path.into(),
                 headers: vec![],
                 body: String::new(),
@@ -1077,6 +1086,29 @@ mod tests {
             },
         );
         r.handle(ms(900), exchange("/socket/longpoll?token=x", ms(600)));
+        // A LongPoll POST sent at 910 whose broadcast reached the websocket
+        // (at 920) before the POST's response (at 930): the POST goes first.
+        r.handle(
+            ms(920),
+            Event::ServerFrame {
+                id: 1,
+                frame: text(PUSH),
+            },
+        );
+        r.handle(
+            ms(930),
+            Event::Http {
+                sent_at: ms(910),
+                request: HttpRequestSpec {
+                    method: "POST".into(),
+                    path: "/socket/longpoll?token=x".into(),
+                    headers: vec![],
+                    body: String::new(),
+                },
+                status: 200,
+                body: "{\"status\":200}".into(),
+            },
+        );
         r.handle(ms(1000), Event::ClientClose { id: 1, code: 1000 });
         r.handle(
             ms(1001),
@@ -1093,10 +1125,10 @@ mod tests {
             .iter()
             .filter_map(|s| {
                 if let Some(h) = &s.http {
-                    Some(if h.path.contains("longpoll") {
-                        "poll"
-                    } else {
-                        "api"
+                    Some(match (h.path.contains("longpoll"), h.method.as_str()) {
+                        (true, "GET") => "poll",
+                        (true, _) => "post",
+                        _ => "api",
                     })
                 } else if s.send.is_some() {
                     Some("send")
@@ -1111,7 +1143,7 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["send", "recv", "api", "recv", "send", "poll", "close"],
+            ["send", "recv", "api", "recv", "send", "poll", "post", "recv", "close"],
             "nothing recorded after the close"
         );
         let _ = std::fs::remove_dir_all(&dir);
