@@ -68,7 +68,10 @@
 //! ```
 //!
 //! Inside an existing HTTP server, hand each accepted connection to
-//! [`Endpoint::serve_connection`].
+//! [`Endpoint::serve_connection`]; inside an axum (or other tower-based)
+//! application, nest `Endpoint::into_service` (feature `tower`; see
+//! `examples/axum.rs`) and call [`Endpoint::shutdown`] in its graceful
+//! shutdown.
 //!
 //! The crate is laid out the way a message travels: [`endpoint`] accepts
 //! HTTP and mounts sockets, a transport (websocket, longpoll) moves frames

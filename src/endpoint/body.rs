@@ -7,7 +7,21 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::StatusCode;
 
-use super::HttpRequest;
+/// The error type a request body may fail with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body the transports can read: hyper's `Incoming` when fawkes
+/// serves the connection, or the application's body type (axum's `Body`)
+/// when the endpoint is nested as a service.
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> RequestBody for B where
+    B: hyper::body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// The body read timeout the endpoint puts in each request's extensions
 /// ([`HttpLimits::body_read_timeout`](super::HttpLimits)).
@@ -41,7 +55,12 @@ impl BodyError {
 
 /// Read `req`'s whole body, at most `max` bytes, within the endpoint's body
 /// read timeout (30 s when the request did not come through an endpoint).
-pub async fn read_body(req: HttpRequest, max: usize) -> Result<Bytes, BodyError> {
+/// Any body type with [`Bytes`] chunks: hyper's `Incoming`, axum's `Body`...
+pub async fn read_body<B>(req: hyper::Request<B>, max: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let timeout = req
         .extensions()
         .get::<BodyReadTimeout>()

@@ -3,12 +3,14 @@
 
 mod api;
 mod bearer;
-mod body;
+pub(crate) mod body;
 mod health;
 pub(crate) mod http;
 pub(crate) mod limits;
 mod metrics;
 mod query;
+#[cfg(feature = "tower")]
+mod service;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +35,8 @@ pub use health::{HEALTH_PATH, READY_PATH};
 pub use limits::{ConnectionRefused, HttpLimits};
 pub use metrics::{MetricsOptions, METRICS_PATH};
 pub use query::parse_query;
+#[cfg(feature = "tower")]
+pub use service::{EndpointService, PeerAddr};
 
 use crate::presence::{Presence, PresenceOptions};
 use crate::pubsub::PubSub;
@@ -268,15 +272,7 @@ impl Endpoint {
                 accepted = listener.accept() => self.accept(accepted).await,
             }
         }
-        tracing::info!("shutting down: draining sessions");
-        // From now on: `/ready` answers 503, new sessions are refused (503,
-        // phoenix.js retries), HTTP connections close after their request.
-        self.inner.shared.shutdown.cancel();
-        let counters = self.inner.shared.pubsub.counters();
-        let open = counters.connections(crate::metrics::Transport::WebSocket)
-            + counters.connections(crate::metrics::Transport::LongPoll);
-        let open = usize::try_from(open).unwrap_or(0);
-        let drain = self.inner.shared.drain.run(open, self.inner.drain);
+        let drain = self.start_shutdown();
         tokio::pin!(drain);
         // Still answering HTTP while draining, so `/ready` is seen as 503.
         loop {
@@ -287,10 +283,48 @@ impl Endpoint {
         }
         // Stop accepting: connection attempts are refused from now on.
         drop(listener);
+        self.finish_shutdown().await;
+        Ok(())
+    }
+
+    /// The endpoint as a tower service, to serve its sockets inside an
+    /// application that owns the listener (an axum `Router`, see
+    /// [`EndpointService`] for the paths it answers). Shut it down with
+    /// [`Endpoint::shutdown`] inside the application's graceful shutdown.
+    #[cfg(feature = "tower")]
+    pub fn into_service(self) -> EndpointService {
+        EndpointService::new(self.inner)
+    }
+
+    /// Drain and stop the endpoint's sessions as [`Endpoint::serve`] does
+    /// after its shutdown signal (`/ready` answers 503, new sessions are
+    /// refused, sessions close in batches as [`DrainOptions`] says), then
+    /// wait briefly for its connections to finish. For an endpoint served
+    /// by the application ([`Endpoint::serve_connection`], a service):
+    /// call it when the application starts its graceful shutdown.
+    pub async fn shutdown(&self) {
+        self.start_shutdown().await;
+        self.finish_shutdown().await;
+    }
+
+    /// Refuse new sessions; the returned future drains the open ones.
+    fn start_shutdown(&self) -> impl Future<Output = ()> + '_ {
+        tracing::info!("shutting down: draining sessions");
+        // From now on: `/ready` answers 503, new sessions are refused (503,
+        // phoenix.js retries), HTTP connections close after their request.
+        self.inner.shared.shutdown.cancel();
+        let counters = self.inner.shared.pubsub.counters();
+        let open = counters.connections(crate::metrics::Transport::WebSocket)
+            + counters.connections(crate::metrics::Transport::LongPoll);
+        let open = usize::try_from(open).unwrap_or(0);
+        self.inner.shared.drain.run(open, self.inner.drain)
+    }
+
+    /// Wait, at most [`SHUTDOWN_GRACE`], for the endpoint's tasks to end.
+    async fn finish_shutdown(&self) {
         let tracker = &self.inner.shared.tasks;
         tracker.close();
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await;
-        Ok(())
     }
 
     /// Serve one accepted connection in a tracked task of its own.

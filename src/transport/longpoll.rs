@@ -33,10 +33,12 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Serialize;
 
+use crate::endpoint::body::RequestBody;
 use crate::endpoint::http::empty;
-use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
+use crate::endpoint::{parse_query, HttpResponse};
 use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
+use hyper::Request;
 use session::{LpSession, Poll, Publish};
 pub(crate) use token::share_secret;
 
@@ -61,8 +63,8 @@ struct Answer<'a> {
 }
 
 /// Answer one longpoll request.
-pub(crate) async fn handle(
-    req: HttpRequest,
+pub(crate) async fn handle<B: RequestBody>(
+    req: Request<B>,
     socket: Arc<Socket>,
     shared: &Services,
     peer: SocketAddr,
@@ -76,8 +78,8 @@ pub(crate) async fn handle(
 }
 
 /// Check the origin, then dispatch on the method.
-async fn route(
-    req: HttpRequest,
+async fn route<B: RequestBody>(
+    req: Request<B>,
     socket: Arc<Socket>,
     shared: &Services,
     peer: SocketAddr,
@@ -132,7 +134,7 @@ enum Found {
 /// The session named by the request's token (header first, then the
 /// `token` query param), if it is valid, live and of this socket (or, in a
 /// cluster, possibly on another node); with the token as sent.
-fn resume(req: &HttpRequest, socket: &Arc<Socket>, shared: &Services) -> Option<Found> {
+fn resume<B>(req: &Request<B>, socket: &Arc<Socket>, shared: &Services) -> Option<Found> {
     let presented = match req.headers().get(HeaderName::from_static(TOKEN_HEADER)) {
         Some(value) => value.to_str().ok()?.to_owned(),
         None => {
@@ -155,8 +157,8 @@ fn resume(req: &HttpRequest, socket: &Arc<Socket>, shared: &Services) -> Option<
 }
 
 /// GET: poll a live session, or start a new one.
-async fn listen(
-    req: HttpRequest,
+async fn listen<B: RequestBody>(
+    req: Request<B>,
     socket: Arc<Socket>,
     shared: &Services,
     peer: SocketAddr,
@@ -190,8 +192,8 @@ async fn listen(
 
 /// Start a session for a GET without a valid one: `410` with its token, or
 /// `403` when the origin, `vsn` or the connect callback refuses.
-async fn new_session(
-    req: HttpRequest,
+async fn new_session<B: RequestBody>(
+    req: Request<B>,
     socket: Arc<Socket>,
     shared: &Services,
     peer: SocketAddr,
@@ -253,7 +255,11 @@ async fn new_session(
 }
 
 /// POST: hand the body's frames to the session.
-async fn publish(req: HttpRequest, socket: Arc<Socket>, shared: &Services) -> HttpResponse {
+async fn publish<B: RequestBody>(
+    req: Request<B>,
+    socket: Arc<Socket>,
+    shared: &Services,
+) -> HttpResponse {
     let Some(found) = resume(&req, &socket, shared) else {
         return status_only(410);
     };

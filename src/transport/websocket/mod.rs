@@ -20,9 +20,10 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::endpoint::body::RequestBody;
 use crate::endpoint::http::empty;
 use crate::endpoint::limits::ConnectionCounter;
-use crate::endpoint::{parse_query, HttpRequest, HttpResponse};
+use crate::endpoint::{parse_query, HttpResponse};
 use crate::session::Services;
 use crate::socket::{ConnectInfo, Socket};
 
@@ -35,8 +36,8 @@ const AUTH_TOKEN_PREFIX: &str = "base64url.bearer.phx.";
 const READ_BUFFER: usize = 256;
 
 /// Answer a websocket upgrade request for `socket`.
-pub(crate) async fn upgrade(
-    mut req: HttpRequest,
+pub(crate) async fn upgrade<B: RequestBody>(
+    mut req: hyper::Request<B>,
     socket: Arc<Socket>,
     shared: &Services,
     connections: &Arc<ConnectionCounter>,
