@@ -2,18 +2,14 @@
 //! `{"topic", "event", "payload"}` on one keep-alive connection (the
 //! conformance app's endpoint for `Endpoint.broadcast/3`).
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::conn::Connector;
+use crate::http_client::HttpConn;
 
 /// One HTTP/1.1 connection to the server's broadcast API.
 pub(crate) struct HttpPublisher {
-    sender: SendRequest<Full<Bytes>>,
-    authority: String,
+    conn: HttpConn,
     path: String,
 }
 
@@ -23,16 +19,10 @@ impl HttpPublisher {
         connector: &Connector,
         index: usize,
     ) -> Result<HttpPublisher, String> {
-        let tcp = connector.tcp(index).await.map_err(|e| e.to_string())?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| format!("http handshake: {e}"))?;
-        tokio::spawn(connection);
-        let target = connector.target();
+        let conn = HttpConn::connect(connector, index, connector.timeout()).await?;
         Ok(HttpPublisher {
-            sender,
-            authority: target.authority.clone(),
-            path: format!("{}/api/broadcast", target.base_path),
+            conn,
+            path: format!("{}/api/broadcast", connector.target().base_path),
         })
     }
 
@@ -44,23 +34,8 @@ impl HttpPublisher {
         payload: Value,
     ) -> Result<(), String> {
         let body = json!({"topic": topic, "event": event, "payload": payload}).to_string();
-        let request = hyper::Request::post(&self.path)
-            .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| format!("http: {e}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("http: {e}"))?;
-        let status = response.status();
-        let _ = response.into_body().collect().await;
-        if status.is_success() {
+        let (status, _) = self.conn.post(&self.path, "application/json", body).await?;
+        if (200..300).contains(&status) {
             Ok(())
         } else {
             Err(format!("POST {} answered {status}", self.path))

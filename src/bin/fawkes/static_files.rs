@@ -100,7 +100,8 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn text(status: StatusCode, body: &'static str) -> HttpResponse {
+/// A `text/plain` response with `status` and `body`.
+pub(crate) fn text(status: StatusCode, body: &'static str) -> HttpResponse {
     let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
     response.headers_mut().insert(

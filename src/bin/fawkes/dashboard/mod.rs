@@ -147,7 +147,7 @@ impl Dashboard {
             return Some(unauthorized());
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            return Some(plain(
+            return Some(crate::static_files::text(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method not allowed\n",
             ));
@@ -172,19 +172,9 @@ fn respond(body: String, content_type: &'static str) -> HttpResponse {
     response
 }
 
-fn plain(status: StatusCode, body: &'static str) -> HttpResponse {
-    let mut response = hyper::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 /// 401 with the challenge that makes a browser ask for user and password.
 fn unauthorized() -> HttpResponse {
-    let mut response = plain(StatusCode::UNAUTHORIZED, "unauthorized\n");
+    let mut response = crate::static_files::text(StatusCode::UNAUTHORIZED, "unauthorized\n");
     response.headers_mut().insert(
         WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"fawkes\""),
