@@ -176,6 +176,27 @@ fn replay(port: u16, dirs: &[PathBuf], what: &str) -> (bool, String) {
     (ok, format!("{stdout}{stderr}"))
 }
 
+/// Several replays' results as one: all passed, the reports one after
+/// the other, and the summed `N passed, M failed` of their last lines.
+fn combine(runs: Vec<(bool, String)>) -> (bool, String, usize, usize) {
+    let mut all = (true, String::new(), 0, 0);
+    for (ok, report) in runs {
+        let last = report.trim_end().lines().last().unwrap_or_default();
+        let counts: Vec<usize> = last
+            .split(", ")
+            .filter_map(|part| part.split(' ').next()?.parse().ok())
+            .collect();
+        let [passed, failed] = counts[..] else {
+            panic!("no summary line in {report}");
+        };
+        all.0 &= ok;
+        all.1.push_str(&report);
+        all.2 += passed;
+        all.3 += failed;
+    }
+    all
+}
+
 #[test]
 fn recorded_phoenix_js_suite_replays_and_catches_a_different_channel() {
     let js = repo().join("js-client-tests");
@@ -196,7 +217,7 @@ fn recorded_phoenix_js_suite_replays_and_catches_a_different_channel() {
     // Record: the phoenix.js tests talk to the proxy in front of each server.
     let mut node = Command::new("node");
     node.current_dir(&js)
-        .args(["--test", "--test-concurrency=1"])
+        .args(["--test", "--test-concurrency=2"])
         .arg(format!("--test-name-pattern={PATTERN}"))
         .args(FILES)
         .env("CARGO_TARGET_DIR", target_dir())
@@ -224,48 +245,61 @@ fn recorded_phoenix_js_suite_replays_and_catches_a_different_channel() {
     let recorded = count_json(&dirs);
     assert!(recorded >= 30, "only {recorded} transcripts in {dirs:?}");
 
-    // A fresh conformance app, where every recording passes, and
-    // `fawkes serve`'s chat, whose room:* channel answers joins with {} and
-    // other events with an error, where they fail, each with its first
-    // difference and the steps before it. Both replays run at once.
-    let port = free_port();
-    let _app = start(&conformance, &["serve", "--port", &port.to_string()], port);
-    let chat_port = free_port();
-    let _chat = start(
-        Path::new(FAWKES),
-        &[
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &chat_port.to_string(),
-        ],
-        chat_port,
-    );
-    let ((ok, report), (chat_ok, chat_report)) = std::thread::scope(|s| {
-        let fresh = s.spawn(|| replay(port, &dirs, "replay fresh"));
-        let chat = replay(chat_port, &dirs, "replay chat");
-        (fresh.join().expect("replay thread"), chat)
+    // Fresh conformance apps, where every recording passes, and `fawkes
+    // serve`'s chat, whose room:* channel answers joins with {} and other
+    // events with an error, where they fail, each with its first
+    // difference and the steps before it. Each test file's recordings
+    // replay one after the other against servers of their own, and all
+    // of these replays run at once: the run is mostly waiting.
+    let servers: Vec<(Proc, u16, Proc, u16)> = dirs
+        .iter()
+        .map(|_| {
+            let port = free_port();
+            let app = start(&conformance, &["serve", "--port", &port.to_string()], port);
+            let chat_port = free_port();
+            let chat = start(
+                Path::new(FAWKES),
+                &[
+                    "serve",
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &chat_port.to_string(),
+                ],
+                chat_port,
+            );
+            (app, port, chat, chat_port)
+        })
+        .collect();
+    let (fresh, chat): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
+        let runs: Vec<_> = dirs
+            .iter()
+            .zip(&servers)
+            .enumerate()
+            .map(|(i, (dir, (_, port, _, chat_port)))| {
+                let dir = std::slice::from_ref(dir);
+                let fresh = s.spawn(move || replay(*port, dir, &format!("replay fresh {i}")));
+                let chat = s.spawn(move || replay(*chat_port, dir, &format!("replay chat {i}")));
+                (fresh, chat)
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(f, c)| {
+                let f = f.join().expect("replay thread");
+                let c = c.join().expect("replay thread");
+                (f, c)
+            })
+            .unzip()
     });
+    drop(servers);
+    let (ok, report, passed, failed) = combine(fresh);
     assert!(ok, "{report}");
-    assert!(
-        report
-            .trim_end()
-            .ends_with(&format!("{recorded} passed, 0 failed")),
-        "{report}"
-    );
+    assert_eq!((passed, failed), (recorded, 0), "{report}");
 
     // Shown with --nocapture: what a user sees.
-    let report = chat_report;
+    let (chat_ok, report, _, failed) = combine(chat);
     println!("{report}");
     assert!(!chat_ok, "{report}");
-    let last = report.trim_end().lines().last().unwrap_or_default();
-    let failed: usize = last
-        .split(", ")
-        .nth(1)
-        .and_then(|s| s.strip_suffix(" failed"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no summary line in {report}"));
     assert!(failed >= recorded / 2, "{report}");
     let join_difference = report.lines().any(|l| {
         l.starts_with("FAIL ")

@@ -106,7 +106,8 @@ join = "${backend.url("/join")}"
     const slow = newSocket(server, {rejoinAfterMs: () => 60000})
     await connect(slow)
     const started = Date.now()
-    const slowJoin = settle(slow.channel("room:slow").join(TIMEOUT_MS * 4), "join room:slow", TIMEOUT_MS * 5)
+    const slowChannel = slow.channel("room:slow")
+    const slowJoin = settle(slowChannel.join(TIMEOUT_MS * 4), "join room:slow", TIMEOUT_MS * 5)
     await eventually("the backend holds the slow join", () => backend.seen.requests.some(r => r.msg.topic === "room:slow"))
     const other = newSocket(server, {params: {user: "bob"}})
     await connect(other)
@@ -115,6 +116,11 @@ join = "${backend.url("/join")}"
     const elapsed = Date.now() - started
     assert.deepEqual(result, {status: "error", response: {reason: "backend timeout"}})
     assert.ok(elapsed >= TIMEOUT_MS - 50, `error after ${elapsed} ms, before the ${TIMEOUT_MS} ms timeout`)
+    // The refused channel's 60 s rejoin timer would keep this file's
+    // process (and the suite) waiting for a minute.
+    slowChannel.leave()
+    slow.disconnect()
+    other.disconnect()
   })
 })
 

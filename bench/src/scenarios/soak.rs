@@ -369,7 +369,7 @@ async fn ws_session(ctx: &Ctx, index: usize, rng: &mut Rng) -> Result<(), String
                     break;
                 }
                 ctx.stats.pushes.fetch_add(1, Ordering::Relaxed);
-                if refs % 5 == 0 {
+                if refs.is_multiple_of(5) {
                     // Leave the relay topic and join it again.
                     let old = relay_join.to_string();
                     refs += 1;
@@ -397,7 +397,7 @@ async fn ws_session(ctx: &Ctx, index: usize, rng: &mut Rng) -> Result<(), String
         ctx.stats.server_closed.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         // Vanish: no close frame, the TCP connection just goes away.
         ctx.stats.vanished.fetch_add(1, Ordering::Relaxed);
         drop(ws);
