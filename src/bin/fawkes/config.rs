@@ -350,40 +350,46 @@ impl Config {
     /// The embedded default, with `path`'s file merged into it (see the
     /// module doc for the rules), checked.
     pub(crate) fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let default_name = Path::new("<embedded default>");
-        let mut merged = parse_table(DEFAULT_TOML, default_name)?;
-        resolve_paths(&mut merged, Path::new(PROJECT_DIR));
-        let origin = match path {
-            None => default_name.to_owned(),
+        match path {
+            None => Config::merged(default_table(), Path::new(DEFAULT_NAME)),
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: path.to_owned(),
                     source,
                 })?;
-                let mut user = parse_table(&text, path)?;
-                // Checked on its own first, so a mistake is reported with its line.
-                typed(&text, path)?;
-                let folder = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                resolve_paths(&mut user, folder);
-                merge_tables(&mut merged, user);
-                path.to_owned()
+                Config::from_text(&text, path)
             }
-        };
-        let config: Config =
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(|error: toml::de::Error| ConfigError::Invalid {
-                    path: origin.clone(),
-                    message: error.message().to_owned(),
-                })?;
-        let config = config.without_disabled_sockets();
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: origin,
+        }
+    }
+
+    /// The embedded default with `text` (the file at `path`) merged into
+    /// it, checked. `path` names the file in errors and anchors its
+    /// relative paths; nothing is read from disk.
+    pub(crate) fn from_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut user = parse_table(text, path)?;
+        // Checked on its own first, so a mistake is reported with its line.
+        typed(text, path)?;
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        resolve_paths(&mut user, folder);
+        let mut merged = default_table();
+        merge_tables(&mut merged, user);
+        Config::merged(merged, path)
+    }
+
+    /// The merged table as a checked configuration.
+    fn merged(table: toml::Table, origin: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_owned(),
             message,
-        })?;
+        };
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|error: toml::de::Error| invalid(error.message().to_owned()))?;
+        let config = config.without_disabled_sockets();
+        config.check().map_err(invalid)?;
         Ok(config)
     }
 
@@ -511,6 +517,24 @@ fn parse_error(text: &str, path: &Path, error: toml::de::Error) -> ConfigError {
 fn parse_table(text: &str, path: &Path) -> Result<toml::Table, ConfigError> {
     text.parse::<toml::Table>()
         .map_err(|error| parse_error(text, path, error))
+}
+
+/// How the embedded default is named in errors.
+const DEFAULT_NAME: &str = "<embedded default>";
+
+/// The embedded default as a table, its paths made absolute: parsed once
+/// (it is part of the binary, so it parses; a test checks it), cloned for
+/// each load.
+fn default_table() -> toml::Table {
+    static DEFAULT: std::sync::OnceLock<toml::Table> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            let mut table = parse_table(DEFAULT_TOML, Path::new(DEFAULT_NAME))
+                .unwrap_or_else(|error| panic!("the embedded default does not parse: {error}"));
+            resolve_paths(&mut table, Path::new(PROJECT_DIR));
+            table
+        })
+        .clone()
 }
 
 /// The file read as a configuration of its own: unknown keys and wrong
