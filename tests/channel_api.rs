@@ -1,7 +1,9 @@
 //! The channel author's API, driven in-process with `fawkes::testing` (no
 //! socket opened): typed payloads and the error reply of one that does not
 //! fit, the short results, typed `handle_info`, application state, the
-//! socket id, broadcasting to another topic, and ending the socket
+//! socket id, broadcasting to another topic, `?` on a failed push, the
+//! default callbacks (join accepts, an event without `handle_in` crashes
+//! the channel), and ending the socket
 //! politely or abruptly (the abrupt end is also checked over a real
 //! websocket: no close frame).
 
@@ -46,9 +48,7 @@ impl Channel<Tick> for Room {
 
     async fn handle_info(&mut self, info: Tick, socket: &mut ChannelSocket<Tick>) -> HandleResult {
         let Tick::Say(text) = info;
-        socket
-            .push("said", json!({"text": text}).into())
-            .expect("push");
+        socket.push("said", json!({"text": text}))?;
         noreply()
     }
 
@@ -68,7 +68,7 @@ impl Channel<Tick> for Room {
             }
             "later" => {
                 let text: String = payload.deserialize()?;
-                socket.send_info(Tick::Say(text)).expect("own mailbox");
+                socket.send_info(Tick::Say(text))?;
                 reply_ok(Payload::empty())
             }
             "tell_user" => {
@@ -84,21 +84,25 @@ impl Channel<Tick> for Room {
                 socket.kill();
                 noreply()
             }
+            "push_long_event" => {
+                // A binary frame's event is at most 255 bytes: the push
+                // fails, and `?` makes it this message's error reply.
+                let event = "e".repeat(300);
+                socket.push(&event, Payload::Binary(bytes::Bytes::from_static(b"x")))?;
+                reply_ok(Payload::empty())
+            }
             "bye" => stop(),
             _ => Err(ChannelError::reason("unknown event")),
         }
     }
 }
 
-/// Only `handle_in`: the default join accepts with `{}`.
+/// No callbacks at all: the default join accepts with `{}`, and any event
+/// crashes the channel as a Phoenix channel without the clause does.
 #[derive(Default)]
 struct UserChannel;
 
-impl Channel for UserChannel {
-    async fn handle_in(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> HandleResult {
-        noreply()
-    }
-}
+impl Channel for UserChannel {}
 
 #[derive(Deserialize)]
 struct Params {
@@ -193,6 +197,43 @@ async fn a_payload_that_does_not_fit_gets_an_error_reply_and_the_channel_goes_on
         .request("room:lobby", "new_msg", json!({"body": "ok"}))
         .await;
     assert_eq!(reply.status, "ok");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_push_that_fails_is_an_error_reply_with_question_mark() {
+    let endpoint = endpoint();
+    let mut client = testing::connect(&endpoint, "/socket", &[("user", "dan")])
+        .await
+        .expect("connect");
+    client.join("room:lobby", json!({})).await.expect("join");
+    let reply = client
+        .request("room:lobby", "push_long_event", json!({}))
+        .await;
+    assert_eq!(reply.status, "error");
+    assert_eq!(
+        reply.response,
+        json!({"reason": "field `event` is 300 bytes long; binary frames allow at most 255"})
+            .into()
+    );
+    client
+        .refute_event("room:lobby", "phx_error", Duration::from_millis(100))
+        .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_without_handle_in_crashes_on_an_event_like_phoenix() {
+    let endpoint = endpoint();
+    let mut client = testing::connect(&endpoint, "/socket", &[("user", "erin")])
+        .await
+        .expect("connect");
+    let joined = client.join("user:erin", json!({})).await.expect("join");
+    assert_eq!(
+        joined,
+        json!({}).into(),
+        "the default join accepts with {{}}"
+    );
+    client.push("user:erin", "anything", json!({})).await;
+    client.assert_push("user:erin", "phx_error").await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -292,19 +292,25 @@ impl<C: Channel<I>, I: Send + 'static> Instance<C, I> {
 
     /// Reply to the message being handled; a message without a ref gets none.
     fn reply(&self, reply: Reply) {
-        if let Some(handle) = self.socket.reply_handle() {
-            match handle.reply(reply) {
-                Ok(()) => self.socket.session.pubsub.counters().message_out(),
-                Err(error) => {
-                    if matches!(error, super::PushError::Encode(_)) {
-                        self.socket.session.pubsub.counters().undeliverable(1);
-                    }
-                    if matches!(error, super::PushError::Queue(QueueError::Closed)) {
-                        // The socket stopped (a `disconnect`, or the client left).
-                        tracing::debug!(topic = %self.socket.topic, "reply not sent: socket closed");
-                    } else {
-                        tracing::warn!(topic = %self.socket.topic, %error, "reply not sent");
-                    }
+        let Some(handle) = self.socket.reply_handle() else {
+            // An `Err` from `handle_info` or `handle_out` (e.g. a failed
+            // push with `?`): nobody to answer, so it is at least logged.
+            if reply.status == "error" {
+                tracing::debug!(topic = %self.socket.topic, response = ?reply.response, "callback error with no message to answer");
+            }
+            return;
+        };
+        match handle.reply(reply) {
+            Ok(()) => self.socket.session.pubsub.counters().message_out(),
+            Err(error) => {
+                if matches!(error, super::PushError::Encode(_)) {
+                    self.socket.session.pubsub.counters().undeliverable(1);
+                }
+                if matches!(error, super::PushError::Queue(QueueError::Closed)) {
+                    // The socket stopped (a `disconnect`, or the client left).
+                    tracing::debug!(topic = %self.socket.topic, "reply not sent: socket closed");
+                } else {
+                    tracing::warn!(topic = %self.socket.topic, %error, "reply not sent");
                 }
             }
         }

@@ -44,9 +44,10 @@ pub enum TerminateReason {
 /// each in a task of its own (an idle channel holds no task), so a panic
 /// affects only this channel.
 ///
-/// Only [`Channel::handle_in`] must be written: by default a join is
-/// accepted with `{}`, intercepted broadcasts are pushed on, messages to
-/// `handle_info` are ignored and `terminate` does nothing.
+/// Every callback has a default: a join is accepted with `{}`, an event
+/// from the client crashes the channel (no `handle_in` clause matched),
+/// intercepted broadcasts are pushed on, messages to `handle_info` are
+/// ignored and `terminate` does nothing.
 ///
 /// `Info` is the type of the messages the channel sends itself (or is sent
 /// from anywhere with an [`InfoSender`]) for [`Channel::handle_info`]:
@@ -102,12 +103,23 @@ pub trait Channel<Info: Send + 'static = ()>: Send + 'static {
     /// Called for each event the client pushes on the joined topic. An
     /// `Err` is answered with an error reply carrying its response (and the
     /// channel goes on), so `payload.deserialize()?` reads a typed payload.
+    /// By default the channel crashes, as a Phoenix channel without a
+    /// matching `handle_in` clause does: the client gets `phx_error`.
     fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
         socket: &mut ChannelSocket<Info>,
-    ) -> impl Future<Output = HandleResult> + Send;
+    ) -> impl Future<Output = HandleResult> + Send {
+        let _ = (payload, socket);
+        let reason = StopReason::Crash(format!("no handle_in for {event:?}"));
+        async move {
+            Ok(Handled::Stop {
+                reason,
+                reply: None,
+            })
+        }
+    }
 
     /// Called for each intercepted broadcast; by default pushes it on.
     fn handle_out(

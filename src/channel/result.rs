@@ -82,6 +82,22 @@ impl From<PayloadError> for ChannelError {
     }
 }
 
+/// A push that could not be sent (`socket.push(..)?`): the message being
+/// handled gets an error reply `{"reason": ...}`.
+impl From<super::PushError> for ChannelError {
+    fn from(error: super::PushError) -> Self {
+        Self::reason(error)
+    }
+}
+
+/// An info message that could not be queued (`socket.send_info(..)?`): in
+/// a join, the join is refused with the reason.
+impl From<super::InfoError> for ChannelError {
+    fn from(error: super::InfoError) -> Self {
+        Self::reason(error)
+    }
+}
+
 /// `{:reply, {:ok, response}, socket}`.
 pub fn reply_ok(response: impl Into<Payload>) -> HandleResult {
     Ok(Handled::Reply(Reply::ok(response)))

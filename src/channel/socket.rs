@@ -161,8 +161,8 @@ impl<I> ChannelSocket<I> {
     /// Broadcast to every subscriber of another `topic` (Phoenix's
     /// `Endpoint.broadcast/3` from a channel), e.g. to tell the channels of
     /// `user:42` that a permission was revoked.
-    pub fn broadcast_to(&self, topic: &str, event: &str, payload: Payload) {
-        self.session.pubsub.broadcast(topic, event, payload);
+    pub fn broadcast_to(&self, topic: &str, event: &str, payload: impl Into<Payload>) {
+        self.session.pubsub.broadcast(topic, event, payload.into());
     }
 
     /// End this socket politely, as a `disconnect` broadcast on its id
@@ -197,6 +197,14 @@ impl<I> ChannelSocket<I> {
         self.session.assigns.iter().map(|(k, v)| (k.as_str(), v))
     }
 
+    /// The socket's assigns as one JSON object (e.g. to hand them to a
+    /// backend).
+    pub fn assigns_object(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.assigns()
+            .map(|(key, value)| (key.to_owned(), value.clone()))
+            .collect()
+    }
+
     /// One assign, if set.
     pub fn assign(&self, key: &str) -> Option<&serde_json::Value> {
         self.session
@@ -211,8 +219,10 @@ impl<I> ChannelSocket<I> {
         self.assign(key).and_then(|v| v.as_str())
     }
 
-    /// Push `event` with `payload` to this client only.
-    pub fn push(&self, event: &str, payload: Payload) -> Result<(), PushError> {
+    /// Push `event` with `payload` to this client only. `?` on the error
+    /// in a callback answers the client's message with an error reply.
+    pub fn push(&self, event: &str, payload: impl Into<Payload>) -> Result<(), PushError> {
+        let payload = payload.into();
         let encoded = self.session.serializer.encode_message(&Message {
             join_ref: self.join_ref.clone(),
             ref_: None,
@@ -229,12 +239,15 @@ impl<I> ChannelSocket<I> {
     }
 
     /// Broadcast to every subscriber of the topic, this client included.
-    pub fn broadcast(&self, event: &str, payload: Payload) {
-        self.session.pubsub.broadcast(&self.topic, event, payload);
+    pub fn broadcast(&self, event: &str, payload: impl Into<Payload>) {
+        self.session
+            .pubsub
+            .broadcast(&self.topic, event, payload.into());
     }
 
     /// Broadcast to every subscriber of the topic except this channel.
-    pub fn broadcast_from(&self, event: &str, payload: Payload) {
+    pub fn broadcast_from(&self, event: &str, payload: impl Into<Payload>) {
+        let payload = payload.into();
         match self.subscription {
             Some(id) => self
                 .session

@@ -410,6 +410,29 @@ pub fn share_longpoll_secret(secret: &str) -> bool {
     crate::transport::longpoll::share_secret(secret)
 }
 
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what a deploy or an
+/// orchestrator sends): the usual `shutdown` for [`Endpoint::serve`], which
+/// then drains the sockets. If SIGTERM cannot be watched, Ctrl-C alone.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// How many connections may wait to be accepted; the OS default (128) drops
 /// connection bursts.
 pub const LISTEN_BACKLOG: u32 = 4096;

@@ -37,9 +37,7 @@ impl Channel<AfterJoin> for PresenceChannel {
             Value::Null | Value::Bool(false) => Value::String(self.user_id.clone()),
             name => name,
         };
-        socket
-            .send_info(AfterJoin { name })
-            .expect("own mailbox has room");
+        socket.send_info(AfterJoin { name })?;
         Ok(Payload::empty())
     }
 
@@ -50,10 +48,7 @@ impl Channel<AfterJoin> for PresenceChannel {
     ) -> HandleResult {
         let presence = socket.presence().expect("presence enabled");
         let _ = presence.track(&self.user_id, meta(name, "online"));
-        let list = presence.list();
-        socket
-            .push("presence_state", list)
-            .expect("push presence_state");
+        socket.push("presence_state", presence.list())?;
         noreply()
     }
 

@@ -10,8 +10,4 @@ impl Channel for PrivateChannel {
     async fn join(&mut self, _: &str, _: Payload, _: &mut ChannelSocket) -> JoinResult {
         Err(ChannelError::reason("unauthorized"))
     }
-
-    async fn handle_in(&mut self, event: &str, _: Payload, _: &mut ChannelSocket) -> HandleResult {
-        panic!("PrivateChannel has no handle_in for {event:?}")
-    }
 }

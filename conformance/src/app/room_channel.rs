@@ -43,7 +43,7 @@ impl Channel<AfterJoin> for RoomChannel {
             panic!("join crash requested");
         }
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
-        socket.send_info(AfterJoin).expect("own mailbox has room");
+        socket.send_info(AfterJoin)?;
         Ok(json!({"topic": topic, "user_id": self.user_id}).into())
     }
 
@@ -52,10 +52,7 @@ impl Channel<AfterJoin> for RoomChannel {
         _: AfterJoin,
         socket: &mut ChannelSocket<AfterJoin>,
     ) -> HandleResult {
-        let welcome = json!({"topic": socket.topic()});
-        socket
-            .push("welcome", welcome.into())
-            .expect("push welcome");
+        socket.push("welcome", json!({"topic": socket.topic()}))?;
         noreply()
     }
 
@@ -71,7 +68,7 @@ impl Channel<AfterJoin> for RoomChannel {
             "ok_empty" => reply_ok(Payload::empty()),
             "noreply" => noreply(),
             "push_back" => {
-                socket.push("pushed", payload).expect("push");
+                socket.push("pushed", payload)?;
                 noreply()
             }
             "broadcast" => {
@@ -109,9 +106,7 @@ impl Channel<AfterJoin> for RoomChannel {
             "stop_reply" => stop_with_reply(Reply::ok(payload)),
             "binary_echo" => reply_ok(binary(payload)),
             "binary_push" => {
-                socket
-                    .push("binary_pushed", binary(payload))
-                    .expect("binary push");
+                socket.push("binary_pushed", binary(payload))?;
                 noreply()
             }
             "binary_broadcast" => {
@@ -134,7 +129,7 @@ impl Channel<AfterJoin> for RoomChannel {
         if let Payload::Json(Value::Object(map)) = &mut payload {
             map.insert("seen_by".into(), Value::String(self.user_id.clone()));
         }
-        socket.push(event, payload).expect("push intercepted");
+        socket.push(event, payload)?;
         noreply()
     }
 }

@@ -4,23 +4,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fawkes::endpoint::{handle_broadcast, HttpRequest};
 use fawkes::metrics::Counters;
-use fawkes::prelude::*;
 use fawkes::presence::replication::Replication;
 use fawkes::presence::PresenceOptions;
 use fawkes::socket::CheckOrigin;
 use fawkes::{ConnectInfo, Endpoint, PubSub, Socket};
-use serde_json::{json, Value};
 
 use crate::api::{ApiConfigError, ApiGuard, SECRET_ENV};
 use crate::auth::{Auth, AuthConfigError, SECRET_KEY_BASE_ENV};
-use crate::config::{Config, TopicRule};
+use crate::config::Config;
 use crate::connect::SocketGate;
 use crate::dashboard::Dashboard;
-use crate::webhook::{self, JoinAnswer, SocketHooks, TopicHooks, WebhookConfigError};
+use crate::relay::{RelayChannel, TopicApp};
+use crate::webhook::{self, SocketHooks, WebhookConfigError};
 
 /// Why the configured application cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +118,7 @@ pub(crate) async fn serve(config: Config) -> Result<(), ServeError> {
         .as_ref()
         .map(|(replication, _)| replication.clone());
     let shutdown = async move {
-        shutdown_signal().await;
+        fawkes::endpoint::shutdown_signal().await;
         // The others drop this node's presences now, not after down_period.
         if let Some(replication) = leaving {
             replication.leave();
@@ -333,160 +332,4 @@ pub(crate) fn endpoint(
         dashboard.attach(endpoint.presence());
     }
     Ok((endpoint, dashboard))
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-/// Tracks the client after the join reply, then pushes the presence list.
-struct AfterJoin {
-    key: String,
-}
-
-/// One topic rule and its webhooks.
-struct TopicApp {
-    rule: TopicRule,
-    hooks: Option<TopicHooks>,
-}
-
-/// A channel configured by a [`TopicRule`]: asks the backend on join and
-/// for the chosen events when webhooks are set, relays the listed events to
-/// the other subscribers, and tracks presence when enabled.
-struct RelayChannel {
-    topic: Arc<TopicApp>,
-}
-
-/// The join params the default presence key is read from.
-#[derive(serde::Deserialize)]
-struct JoinParams {
-    user: Option<String>,
-}
-
-/// The socket's assigns as a JSON object.
-fn assigns<I>(socket: &ChannelSocket<I>) -> serde_json::Map<String, Value> {
-    socket
-        .assigns()
-        .map(|(key, value)| (key.to_owned(), value.clone()))
-        .collect()
-}
-
-impl Channel<AfterJoin> for RelayChannel {
-    async fn join(
-        &mut self,
-        topic: &str,
-        params: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
-    ) -> JoinResult {
-        let mut reply = Payload::empty();
-        if let Some(hooks) = &self.topic.hooks {
-            match hooks.join(topic, &params, assigns(socket)).await {
-                None => {}
-                Some(Ok(JoinAnswer::Ok { response })) => reply = Value::Object(response).into(),
-                Some(Ok(JoinAnswer::Error { response })) => {
-                    return Err(ChannelError::new(Value::Object(response)));
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(%topic, %error, "join webhook failed");
-                    return Err(ChannelError::reason(error.reason()));
-                }
-            }
-        }
-        let rule = &self.topic.rule;
-        if rule.presence {
-            let key = match &rule.presence_key {
-                Some(assign) => match socket.assign(assign) {
-                    Some(Value::String(key)) => key.clone(),
-                    Some(Value::Number(key)) => key.to_string(),
-                    _ => "anonymous".to_owned(),
-                },
-                None => params
-                    .deserialize::<JoinParams>()
-                    .ok()
-                    .and_then(|p| p.user)
-                    .filter(|u| !u.is_empty())
-                    .or_else(|| socket.assign_str("user").map(str::to_owned))
-                    .unwrap_or_else(|| "anonymous".to_owned()),
-            };
-            if socket.send_info(AfterJoin { key }).is_err() {
-                return Err(ChannelError::reason("busy"));
-            }
-        }
-        Ok(reply)
-    }
-
-    async fn handle_info(
-        &mut self,
-        AfterJoin { key }: AfterJoin,
-        socket: &mut ChannelSocket<AfterJoin>,
-    ) -> HandleResult {
-        let Some(presence) = socket.presence() else {
-            return noreply();
-        };
-        let online_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let mut meta = serde_json::Map::new();
-        meta.insert("online_at".into(), json!(online_at));
-        if let Err(error) = presence.track(&key, meta) {
-            tracing::warn!(%error, key, "presence track failed");
-        }
-        if let Err(error) = socket.push("presence_state", presence.list()) {
-            tracing::warn!(%error, "presence_state not pushed");
-        }
-        noreply()
-    }
-
-    async fn handle_in(
-        &mut self,
-        event: &str,
-        payload: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
-    ) -> HandleResult {
-        let Some(hooks) = self.topic.hooks.as_ref().filter(|h| h.handles(event)) else {
-            if !self.topic.rule.relay.iter().any(|e| e == event) {
-                return Err(ChannelError::reason("unknown event"));
-            }
-            socket.broadcast_from(event, payload);
-            return reply_ok(Payload::empty());
-        };
-        let topic = socket.topic().to_owned();
-        match hooks
-            .handle_in(&topic, event, &payload, assigns(socket))
-            .await
-        {
-            Ok(answer) => {
-                if let Some(ask) = answer.broadcast {
-                    let payload = Payload::Json(ask.payload);
-                    if ask.exclude_sender {
-                        socket.broadcast_from(&ask.event, payload);
-                    } else {
-                        socket.broadcast(&ask.event, payload);
-                    }
-                }
-                reply(answer.status.as_str(), Value::Object(answer.response))
-            }
-            Err(error) => {
-                tracing::warn!(%topic, event, %error, "handle_in webhook failed");
-                Err(ChannelError::reason(error.reason()))
-            }
-        }
-    }
 }

@@ -15,6 +15,7 @@ mod dashboard;
 mod operations;
 mod record_cmd;
 mod redact;
+mod relay;
 mod replay_cmd;
 mod static_files;
 mod token_cmd;

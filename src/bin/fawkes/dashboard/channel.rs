@@ -33,7 +33,7 @@ impl DashboardChannel {
 }
 
 /// The `presence` and `topics` events' payloads.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 struct Query {
     topic: Option<String>,
     query: Option<String>,
@@ -52,11 +52,7 @@ impl Channel for DashboardChannel {
         _: &mut ChannelSocket,
     ) -> HandleResult {
         let sources = self.sampler.sources();
-        let query = payload.deserialize::<Query>().ok();
-        let query = query.unwrap_or(Query {
-            topic: None,
-            query: None,
-        });
+        let query = payload.deserialize::<Query>().unwrap_or_default();
         match event {
             "presence" => {
                 let Some(topic) = query.topic else {
