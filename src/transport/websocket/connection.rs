@@ -249,7 +249,14 @@ impl<S: Io> session::InboundSource for WsInbound<S> {
                     return Poll::Ready(Err(DisconnectReason::ClientClosed))
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    tracing::warn!(%error, "closing websocket: protocol error");
+                    // A client that vanishes (no close frame, a reset) or
+                    // speaks bad websocket is the client's business, not a
+                    // server fault: not a WARN line per client.
+                    if gone_without_close(&error) {
+                        tracing::debug!(%error, "websocket client gone without a close frame");
+                    } else {
+                        tracing::info!(%error, "closing websocket: protocol error");
+                    }
                     return Poll::Ready(Err(DisconnectReason::WebSocket(error)));
                 }
                 Poll::Ready(Some(Ok(message))) => message,
@@ -263,6 +270,20 @@ impl<S: Io> session::InboundSource for WsInbound<S> {
             }
         }
     }
+}
+
+/// A websocket read error that only means the client went away: the
+/// connection was reset or closed without the closing handshake.
+fn gone_without_close(error: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    use tokio_tungstenite::tungstenite::Error;
+    matches!(
+        error,
+        Error::Io(_)
+            | Error::ConnectionClosed
+            | Error::AlreadyClosed
+            | Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)
+    )
 }
 
 #[cfg(test)]
@@ -431,5 +452,18 @@ mod tests {
             .await
             .expect("the connection ended")
             .expect("connection task");
+    }
+
+    #[test]
+    fn a_client_that_vanishes_is_told_apart_from_one_that_speaks_bad_websocket() {
+        use tokio_tungstenite::tungstenite::error::ProtocolError;
+        use tokio_tungstenite::tungstenite::Error;
+        let reset = Error::Protocol(ProtocolError::ResetWithoutClosingHandshake);
+        assert!(super::gone_without_close(&reset));
+        let io = Error::Io(std::io::ErrorKind::ConnectionReset.into());
+        assert!(super::gone_without_close(&io));
+        let bad = Error::Protocol(ProtocolError::NonZeroReservedBits);
+        assert!(!super::gone_without_close(&bad));
+        assert!(!super::gone_without_close(&Error::Utf8(String::new())));
     }
 }
