@@ -23,6 +23,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::budget::{ByteBudget, Held, Queued};
 use super::{ClusterStats, StatsSnapshot};
 
 /// First bytes of every envelope.
@@ -34,6 +35,12 @@ pub(super) const SEND_QUEUE: usize = 1024;
 /// Gossip messages read from Redis waiting to be handled; past this, new
 /// ones are dropped and a resync is due.
 pub(super) const RECEIVE_QUEUE: usize = 1024;
+/// Bytes of gossip waiting to be sent; past this, new messages are
+/// dropped. Room for a full presence transfer (at most 64 MiB) and more.
+pub(super) const SEND_BYTES: usize = 128 << 20;
+/// Bytes of gossip read from Redis waiting to be handled; past this, new
+/// messages are dropped and a resync is due.
+pub(super) const RECEIVE_BYTES: usize = 128 << 20;
 
 /// The channel every node's gossip goes to, for the PubSub named `pubsub`.
 pub fn broadcast_channel(pubsub: &str) -> String {
@@ -102,6 +109,9 @@ pub trait GossipReceiver: Send + Sync + 'static {
     fn resync(&self);
 }
 
+/// The queue of gossip read from Redis, for the gossip reader.
+pub(super) type GossipIn = mpsc::Receiver<Queued<Vec<u8>>>;
+
 /// What the writer is asked to do with the gossip queue.
 pub(super) enum Outbound {
     /// Publish `bytes` on `channel`.
@@ -110,6 +120,9 @@ pub(super) enum Outbound {
         channel: Arc<str>,
         /// The envelope.
         bytes: Bytes,
+        /// Its share of the send queue's byte bound (given back when the
+        /// item is dropped, after publishing).
+        _held: Held,
     },
     /// Answer once everything queued before has been handed to Redis.
     Flush(oneshot::Sender<()>),
@@ -155,7 +168,8 @@ struct LinkInner {
     pubsub: String,
     everyone: Arc<str>,
     queue: mpsc::Sender<Outbound>,
-    incoming: Mutex<Option<mpsc::Receiver<Vec<u8>>>>,
+    queue_bytes: Arc<ByteBudget>,
+    incoming: Mutex<Option<GossipIn>>,
     resync: Arc<ResyncDue>,
     stats: Arc<ClusterStats>,
 }
@@ -172,8 +186,8 @@ impl GossipLink {
     pub(super) fn new(
         node: Arc<str>,
         pubsub: &str,
-        queue: mpsc::Sender<Outbound>,
-        incoming: mpsc::Receiver<Vec<u8>>,
+        (queue, queue_bytes): (mpsc::Sender<Outbound>, Arc<ByteBudget>),
+        incoming: GossipIn,
         resync: Arc<ResyncDue>,
         stats: Arc<ClusterStats>,
     ) -> GossipLink {
@@ -183,6 +197,7 @@ impl GossipLink {
                 pubsub: pubsub.to_owned(),
                 everyone: broadcast_channel(pubsub).into(),
                 queue,
+                queue_bytes,
                 incoming: Mutex::new(Some(incoming)),
                 resync,
                 stats,
@@ -208,8 +223,18 @@ impl GossipLink {
 
     fn queue(&self, channel: Arc<str>, msg: &[u8]) {
         let bytes = encode(&self.inner.node, msg);
-        let publish = Outbound::Publish { channel, bytes };
-        if self.inner.queue.try_send(publish).is_err() {
+        let queued = match self.inner.queue_bytes.take(bytes.len()) {
+            Some(held) => {
+                let publish = Outbound::Publish {
+                    channel,
+                    bytes,
+                    _held: held,
+                };
+                self.inner.queue.try_send(publish).is_ok()
+            }
+            None => false,
+        };
+        if !queued {
             ClusterStats::add(&self.inner.stats.gossip_send_failed, 1);
             tracing::warn!("cluster gossip queue full: message not sent");
         }
@@ -260,14 +285,15 @@ impl GossipLink {
 /// and counted, this node's own echoes are skipped, and a due resync is
 /// started between two messages.
 async fn read(
-    mut incoming: mpsc::Receiver<Vec<u8>>,
+    mut incoming: GossipIn,
     receiver: Arc<dyn GossipReceiver>,
     node: Arc<str>,
     resync: Arc<ResyncDue>,
     stats: Arc<ClusterStats>,
 ) {
     loop {
-        let bytes = tokio::select! {
+        // `_held` goes back to the budget once the message is handled.
+        let (bytes, _held) = tokio::select! {
             biased;
             () = resync.notify.notified() => {
                 ClusterStats::add(&stats.resyncs, 1);

@@ -13,6 +13,7 @@
 //! [`ClusterStats`], never claimed delivered. Presence gossip travels on
 //! channels of its own ([`gossip`]), through the same connection.
 
+mod budget;
 pub mod gossip;
 pub mod wire;
 
@@ -25,6 +26,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
+use budget::{ByteBudget, Queued};
 use gossip::{GossipLink, Outbound, ResyncDue};
 
 use super::{Adapter, LocalNode, PubSub};
@@ -36,9 +38,15 @@ pub const DEFAULT_PUBSUB_NAME: &str = "Fawkes.PubSub";
 /// Broadcasts waiting to be published; past this, new ones are dropped
 /// and counted.
 const PUBLISH_QUEUE: usize = 4096;
+/// Bytes of broadcasts waiting to be published; past this, new ones are
+/// dropped and counted.
+const PUBLISH_BYTES: usize = 64 << 20;
 /// Messages read from Redis waiting to be delivered; past this, new ones
 /// are dropped and counted (a node that falls behind keeps bounded memory).
 const RECEIVE_QUEUE: usize = 4096;
+/// Bytes of broadcasts read from Redis waiting to be dispatched; past
+/// this, new ones are dropped and counted.
+const RECEIVE_BYTES: usize = 64 << 20;
 /// Most broadcasts published in one pipelined round trip.
 const PUBLISH_BATCH: usize = 256;
 /// How often the connection is checked (a failed check reconnects it).
@@ -216,7 +224,7 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
     let link = GossipLink::new(
         node.clone(),
         &options.pubsub_name,
-        gossip_tx,
+        (gossip_tx, ByteBudget::new(gossip::SEND_BYTES)),
         gossip_in_rx,
         resync.clone(),
         stats.clone(),
@@ -241,11 +249,18 @@ pub fn start(options: RedisOptions) -> Result<RedisCluster, ClusterError> {
             broadcasts: publish_rx,
             gossip: gossip_rx,
         };
-        tokio::spawn(writer.run(queues, push_tx, gossip_in_tx));
+        let incoming = Incoming {
+            pushes: push_tx,
+            push_bytes: ByteBudget::new(RECEIVE_BYTES),
+            gossip: gossip_in_tx,
+            gossip_bytes: ByteBudget::new(gossip::RECEIVE_BYTES),
+        };
+        tokio::spawn(writer.run(queues, incoming));
         RedisAdapter {
             node: node.clone(),
             encoding,
             queue: publish_tx,
+            budget: ByteBudget::new(PUBLISH_BYTES),
             stats: stats.clone(),
         }
     });
@@ -267,15 +282,27 @@ struct Channels {
 
 /// What the writer publishes.
 struct Queues {
-    broadcasts: mpsc::Receiver<Vec<u8>>,
+    broadcasts: mpsc::Receiver<Queued<Vec<u8>>>,
     gossip: mpsc::Receiver<Outbound>,
+}
+
+/// Where what is read from Redis goes: broadcasts to the reader that
+/// dispatches them, gossip to the presence replication; each queue bounded
+/// by count and by bytes.
+#[derive(Clone)]
+struct Incoming {
+    pushes: mpsc::Sender<Queued<PushInfo>>,
+    push_bytes: Arc<ByteBudget>,
+    gossip: mpsc::Sender<Queued<Vec<u8>>>,
+    gossip_bytes: Arc<ByteBudget>,
 }
 
 /// The adapter half that runs on the broadcasting task.
 struct RedisAdapter {
     node: Arc<str>,
     encoding: fawkes_etf::EncodeOptions,
-    queue: mpsc::Sender<Vec<u8>>,
+    queue: mpsc::Sender<Queued<Vec<u8>>>,
+    budget: Arc<ByteBudget>,
     stats: Arc<ClusterStats>,
 }
 
@@ -289,7 +316,11 @@ impl Adapter for RedisAdapter {
                 return;
             }
         };
-        if self.queue.try_send(bytes).is_err() {
+        let queued = match self.budget.take(bytes.len()) {
+            Some(held) => self.queue.try_send((bytes, held)).is_ok(),
+            None => false,
+        };
+        if !queued {
             ClusterStats::add(&self.stats.publish_failed, 1);
             tracing::warn!(topic = %broadcast.topic, "cluster publish queue full: broadcast not sent to other nodes");
         }
@@ -305,14 +336,9 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(
-        self,
-        mut queues: Queues,
-        pushes: mpsc::Sender<PushInfo>,
-        gossip: mpsc::Sender<Vec<u8>>,
-    ) {
+    async fn run(self, mut queues: Queues, incoming: Incoming) {
         let mut conn = tokio::select! {
-            conn = self.connect(pushes, gossip) => conn,
+            conn = self.connect(incoming) => conn,
             // The node went away before Redis came up.
             () = drain_failed(&mut queues.broadcasts, &self.stats) => return,
         };
@@ -355,11 +381,7 @@ impl Writer {
     }
 
     /// Connect, retrying with back-off until Redis answers.
-    async fn connect(
-        &self,
-        pushes: mpsc::Sender<PushInfo>,
-        gossip: mpsc::Sender<Vec<u8>>,
-    ) -> ConnectionManager {
+    async fn connect(&self, incoming: Incoming) -> ConnectionManager {
         let stats = self.stats.clone();
         let resync = self.resync.clone();
         let broadcast: Arc<str> = self.channels.broadcast.as_str().into();
@@ -367,7 +389,7 @@ impl Writer {
             .set_automatic_resubscription()
             .set_push_sender(move |info: PushInfo| {
                 match info.kind {
-                    PushKind::Message => route(info, &broadcast, &pushes, &gossip, &stats, &resync),
+                    PushKind::Message => route(info, &broadcast, &incoming, &stats, &resync),
                     // Whatever was published meanwhile is lost to us.
                     PushKind::Disconnection => resync.mark(),
                     _ => {}
@@ -409,10 +431,12 @@ impl Writer {
     }
 
     /// Publish `batch` in one round trip, counting what Redis did not take.
-    async fn publish(&self, conn: &mut ConnectionManager, batch: &mut Vec<Vec<u8>>) {
+    async fn publish(&self, conn: &mut ConnectionManager, batch: &mut Vec<Queued<Vec<u8>>>) {
         let n = batch.len() as u64;
         let mut pipe = redis::pipe();
-        for bytes in batch.drain(..) {
+        // The bytes are copied into the pipeline: each goes back to the
+        // budget as it is.
+        for (bytes, _held) in batch.drain(..) {
             pipe.cmd("PUBLISH")
                 .arg(&self.channels.broadcast)
                 .arg(bytes)
@@ -436,7 +460,7 @@ impl Writer {
         let mut flushed = Vec::new();
         for item in batch.drain(..) {
             match item {
-                Outbound::Publish { channel, bytes } => {
+                Outbound::Publish { channel, bytes, .. } => {
                     pipe.cmd("PUBLISH").arg(&*channel).arg(&bytes[..]).ignore();
                     n += 1;
                 }
@@ -472,20 +496,28 @@ impl Writer {
 }
 
 /// Sends a message read from Redis to the broadcast reader or, when it came
-/// on a gossip channel, to the gossip reader. A full queue drops it and
-/// counts it; a dropped gossip message makes a resync due.
+/// on a gossip channel, to the gossip reader. A full queue (by count or by
+/// bytes) drops it and counts it; a dropped gossip message makes a resync
+/// due.
 fn route(
     info: PushInfo,
     broadcast: &str,
-    pushes: &mpsc::Sender<PushInfo>,
-    gossip: &mpsc::Sender<Vec<u8>>,
+    incoming: &Incoming,
     stats: &ClusterStats,
     resync: &ResyncDue,
 ) {
     let on_broadcast =
         matches!(info.data.first(), Some(Value::BulkString(c)) if c == broadcast.as_bytes());
     if on_broadcast {
-        if pushes.try_send(info).is_err() {
+        let len = match info.data.get(1) {
+            Some(Value::BulkString(bytes)) => bytes.len(),
+            _ => 0,
+        };
+        let queued = match incoming.push_bytes.take(len) {
+            Some(held) => incoming.pushes.try_send((info, held)).is_ok(),
+            None => false,
+        };
+        if !queued {
             ClusterStats::add(&stats.receive_dropped, 1);
         }
         return;
@@ -495,14 +527,18 @@ fn route(
         tracing::warn!("dropping cluster gossip that is not a string");
         return;
     };
-    if gossip.try_send(bytes).is_err() {
+    let queued = match incoming.gossip_bytes.take(bytes.len()) {
+        Some(held) => incoming.gossip.try_send((bytes, held)).is_ok(),
+        None => false,
+    };
+    if !queued {
         ClusterStats::add(&stats.gossip_dropped, 1);
         resync.mark();
     }
 }
 
 /// Count every queued broadcast as failed until the queue closes.
-async fn drain_failed(queue: &mut mpsc::Receiver<Vec<u8>>, stats: &ClusterStats) {
+async fn drain_failed(queue: &mut mpsc::Receiver<Queued<Vec<u8>>>, stats: &ClusterStats) {
     while queue.recv().await.is_some() {
         ClusterStats::add(&stats.publish_failed, 1);
     }
@@ -510,12 +546,13 @@ async fn drain_failed(queue: &mut mpsc::Receiver<Vec<u8>>, stats: &ClusterStats)
 
 /// Deliver what other nodes publish, on this node only.
 async fn read(
-    mut pushes: mpsc::Receiver<PushInfo>,
+    mut pushes: mpsc::Receiver<Queued<PushInfo>>,
     local: LocalNode,
     node: Arc<str>,
     stats: Arc<ClusterStats>,
 ) {
-    while let Some(push) = pushes.recv().await {
+    // `_held` goes back to the budget once the broadcast is dispatched.
+    while let Some((push, _held)) = pushes.recv().await {
         let Some(Value::BulkString(bytes)) = push.data.get(1) else {
             ClusterStats::add(&stats.garbage, 1);
             tracing::warn!("dropping a cluster message that is not a string");
@@ -572,13 +609,28 @@ mod tests {
         }
     }
 
+    /// Queues of `count` items and `bytes` bytes each way.
+    fn incoming(
+        count: usize,
+        bytes: usize,
+    ) -> (Incoming, mpsc::Receiver<Queued<PushInfo>>, gossip::GossipIn) {
+        let (pushes, broadcasts) = mpsc::channel(count);
+        let (gossip, gossip_rx) = mpsc::channel(count);
+        let incoming = Incoming {
+            pushes,
+            push_bytes: ByteBudget::new(bytes),
+            gossip,
+            gossip_bytes: ByteBudget::new(bytes),
+        };
+        (incoming, broadcasts, gossip_rx)
+    }
+
     #[test]
     fn messages_are_routed_by_channel_and_a_gossip_overflow_makes_a_resync_due() {
-        let (pushes, mut broadcasts) = mpsc::channel(4);
-        let (gossip, mut gossip_rx) = mpsc::channel(1);
+        let (incoming, mut broadcasts, mut gossip_rx) = incoming(1, 1 << 20);
         let stats = ClusterStats::default();
         let resync = ResyncDue::default();
-        let to = |info| route(info, "phx:b", &pushes, &gossip, &stats, &resync);
+        let to = |info| route(info, "phx:b", &incoming, &stats, &resync);
         to(message("phx:b", b"a broadcast"));
         to(message("fawkes:gossip:x", b"one"));
         assert!(!resync.is_due());
@@ -586,11 +638,79 @@ mod tests {
         assert_eq!(stats.snapshot().gossip_dropped, 1);
         assert_eq!(stats.snapshot().receive_dropped, 0);
         assert!(resync.is_due(), "a dropped gossip message is a gap");
-        assert_eq!(gossip_rx.try_recv().ok(), Some(b"one".to_vec()));
+        assert_eq!(
+            gossip_rx.try_recv().ok().map(|(b, _)| b),
+            Some(b"one".to_vec())
+        );
         assert!(gossip_rx.try_recv().is_err());
         assert!(broadcasts.try_recv().is_ok());
         assert!(broadcasts.try_recv().is_err());
         resync.connected();
         assert!(!resync.is_due(), "started once Redis answers");
+    }
+
+    #[test]
+    fn a_node_behind_on_reading_holds_at_most_its_byte_bound_and_resyncs() {
+        // Room for 100 items by count, 1,000 bytes by size: the fourth
+        // 300-byte message of each kind is dropped, counted, and a dropped
+        // gossip message makes a resync due.
+        let (incoming, mut broadcasts, mut gossip_rx) = incoming(100, 1000);
+        let stats = ClusterStats::default();
+        let resync = ResyncDue::default();
+        let to = |info| route(info, "phx:b", &incoming, &stats, &resync);
+        for _ in 0..4 {
+            to(message("phx:b", &[0; 300]));
+            to(message("fawkes:gossip:x", &[0; 300]));
+        }
+        assert_eq!(stats.snapshot().receive_dropped, 1);
+        assert_eq!(stats.snapshot().gossip_dropped, 1);
+        assert!(resync.is_due());
+        assert_eq!(incoming.push_bytes.used(), 900);
+        // Handled messages give their bytes back.
+        let (_, held) = gossip_rx.try_recv().expect("queued gossip");
+        drop(held);
+        assert_eq!(incoming.gossip_bytes.used(), 600);
+        to(message("fawkes:gossip:x", &[0; 300]));
+        assert_eq!(stats.snapshot().gossip_dropped, 1, "room again");
+        drop(broadcasts.try_recv());
+        assert_eq!(incoming.push_bytes.used(), 600);
+    }
+
+    #[tokio::test]
+    async fn broadcasts_past_the_publish_byte_bound_are_counted_as_not_sent() {
+        let (queue, mut published) = mpsc::channel(100);
+        let stats = Arc::new(ClusterStats::default());
+        let encoding = wire::encode_options(None).expect("no compression");
+        let big = Broadcast::new(
+            "room:x",
+            "msg",
+            fawkes_protocol::Payload::Json(serde_json::json!({"body": "x".repeat(400)})),
+        );
+        let len = wire::encode_with("a", &big, &encoding)
+            .expect("encodes")
+            .len();
+        // Room for two and a half of them: the third is refused.
+        let adapter = RedisAdapter {
+            node: "a".into(),
+            encoding,
+            queue,
+            budget: ByteBudget::new(len * 5 / 2),
+            stats: stats.clone(),
+        };
+        for _ in 0..3 {
+            adapter.publish(&big);
+        }
+        assert_eq!(
+            stats.snapshot().publish_failed,
+            1,
+            "the third is past the bound"
+        );
+        drop(published.recv().await);
+        adapter.publish(&big);
+        assert_eq!(
+            stats.snapshot().publish_failed,
+            1,
+            "a published one made room"
+        );
     }
 }
