@@ -274,7 +274,14 @@ impl<C: Channel<I>, I: Send + 'static> Instance<C, I> {
                 Step::Continue
             }
             Err(error) => {
-                self.reply(Reply::error(error.into_response()));
+                if self.socket.current_ref.is_some() {
+                    self.reply(Reply::error(error.into_response()));
+                } else {
+                    // An `Err` from `handle_info` or `handle_out` (e.g. a
+                    // failed push with `?`): nobody to answer, so it is at
+                    // least logged.
+                    tracing::debug!(topic = %self.socket.topic, response = ?error.response(), "callback error with no message to answer");
+                }
                 Step::Continue
             }
             Ok(Handled::Stop { reason, reply }) => {
@@ -293,11 +300,6 @@ impl<C: Channel<I>, I: Send + 'static> Instance<C, I> {
     /// Reply to the message being handled; a message without a ref gets none.
     fn reply(&self, reply: Reply) {
         let Some(handle) = self.socket.reply_handle() else {
-            // An `Err` from `handle_info` or `handle_out` (e.g. a failed
-            // push with `?`): nobody to answer, so it is at least logged.
-            if reply.status == "error" {
-                tracing::debug!(topic = %self.socket.topic, response = ?reply.response, "callback error with no message to answer");
-            }
             return;
         };
         match handle.reply(reply) {

@@ -7,6 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use tokio::sync::mpsc;
+
 /// An item in a byte-bounded queue, with its share of the budget.
 pub(super) type Queued<T> = (T, Held);
 
@@ -50,6 +52,21 @@ impl ByteBudget {
                 }
                 Err(now) => used = now,
             }
+        }
+    }
+
+    /// Queues the item `make` builds around its share of `len` bytes on
+    /// `queue`; `false` (the item dropped, its bytes given back) when the
+    /// queue is full by count or by bytes.
+    pub(super) fn try_send<T>(
+        self: &Arc<Self>,
+        queue: &mpsc::Sender<T>,
+        len: usize,
+        make: impl FnOnce(Held) -> T,
+    ) -> bool {
+        match self.take(len) {
+            Some(held) => queue.try_send(make(held)).is_ok(),
+            None => false,
         }
     }
 

@@ -223,17 +223,15 @@ impl GossipLink {
 
     fn queue(&self, channel: Arc<str>, msg: &[u8]) {
         let bytes = encode(&self.inner.node, msg);
-        let queued = match self.inner.queue_bytes.take(bytes.len()) {
-            Some(held) => {
-                let publish = Outbound::Publish {
-                    channel,
-                    bytes,
-                    _held: held,
-                };
-                self.inner.queue.try_send(publish).is_ok()
-            }
-            None => false,
-        };
+        let len = bytes.len();
+        let queued = self
+            .inner
+            .queue_bytes
+            .try_send(&self.inner.queue, len, |held| Outbound::Publish {
+                channel,
+                bytes,
+                _held: held,
+            });
         if !queued {
             ClusterStats::add(&self.inner.stats.gossip_send_failed, 1);
             tracing::warn!("cluster gossip queue full: message not sent");

@@ -316,11 +316,8 @@ impl Adapter for RedisAdapter {
                 return;
             }
         };
-        let queued = match self.budget.take(bytes.len()) {
-            Some(held) => self.queue.try_send((bytes, held)).is_ok(),
-            None => false,
-        };
-        if !queued {
+        let len = bytes.len();
+        if !self.budget.try_send(&self.queue, len, |held| (bytes, held)) {
             ClusterStats::add(&self.stats.publish_failed, 1);
             tracing::warn!(topic = %broadcast.topic, "cluster publish queue full: broadcast not sent to other nodes");
         }
@@ -513,11 +510,10 @@ fn route(
             Some(Value::BulkString(bytes)) => bytes.len(),
             _ => 0,
         };
-        let queued = match incoming.push_bytes.take(len) {
-            Some(held) => incoming.pushes.try_send((info, held)).is_ok(),
-            None => false,
-        };
-        if !queued {
+        if !incoming
+            .push_bytes
+            .try_send(&incoming.pushes, len, |held| (info, held))
+        {
             ClusterStats::add(&stats.receive_dropped, 1);
         }
         return;
@@ -527,11 +523,11 @@ fn route(
         tracing::warn!("dropping cluster gossip that is not a string");
         return;
     };
-    let queued = match incoming.gossip_bytes.take(bytes.len()) {
-        Some(held) => incoming.gossip.try_send((bytes, held)).is_ok(),
-        None => false,
-    };
-    if !queued {
+    let len = bytes.len();
+    if !incoming
+        .gossip_bytes
+        .try_send(&incoming.gossip, len, |held| (bytes, held))
+    {
         ClusterStats::add(&stats.gossip_dropped, 1);
         resync.mark();
     }
