@@ -332,25 +332,29 @@ async fn broadcasts_resume_after_redis_restarts_and_failures_are_counted() {
     wait_for(|| nodes[0].1.snapshot().publish_failed > failed_before).await;
 
     redis.restart();
-    // Publish until one gets through after the resubscription.
+    // Publish until one gets through after the resubscription. The one
+    // sent while Redis was down may still arrive first: a publish issued
+    // while the client library is reconnecting waits for that reconnect,
+    // and a restart quick enough lets it through (seen once in CI). That
+    // is not a loss; anything else arriving is.
     let mut ref_ = 10;
     let got = tokio::time::timeout(SETTLE, async {
         loop {
             ref_ += 1;
             push(&mut a, &ref_.to_string(), "broadcast", json!({"up": ref_})).await;
-            let got = tokio::time::timeout(Duration::from_millis(300), b.recv_json()).await;
-            if let Ok(frame) = got {
-                return frame;
+            while let Ok(frame) =
+                tokio::time::timeout(Duration::from_millis(300), b.recv_json()).await
+            {
+                if frame[4] != json!({"down": 1}) {
+                    return frame;
+                }
             }
         }
     })
     .await
     .expect("broadcasts resume after the restart");
     assert_eq!(got[3], "broadcast", "{got}");
-    assert!(
-        got[4]["up"].is_number(),
-        "b never saw the one sent while down: {got}"
-    );
+    assert!(got[4]["up"].is_number(), "{got}");
 }
 
 #[tokio::test]

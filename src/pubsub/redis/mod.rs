@@ -393,9 +393,14 @@ impl Writer {
                 }
                 Ok::<(), redis::aio::SendError>(())
             })
-            .set_factor(50)
-            .set_exponent_base(2)
-            .set_number_of_retries(4)
+            // redis 0.32 backs off from one second, doubling, whatever
+            // the factor. One retry bounds how long a command waits on a
+            // reconnect (about 1–2 s): then it fails and is counted, the
+            // writer's next command (at worst the next heartbeat) starts
+            // a fresh reconnect, and a restarted Redis is found within
+            // about a second instead of up to four.
+            .set_factor(2)
+            .set_number_of_retries(1)
             .set_max_delay(MAX_BACKOFF.as_millis() as u64)
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT);
