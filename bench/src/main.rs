@@ -15,6 +15,7 @@ mod histogram;
 mod http_client;
 mod http_pub;
 mod presence_model;
+mod presence_scan;
 mod proc_stats;
 mod report;
 mod scenarios;

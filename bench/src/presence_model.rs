@@ -290,6 +290,19 @@ pub(crate) enum PresenceFrame {
 /// keeping only keys and `phx_ref`s (borrowed parsing: no JSON tree is
 /// built). `None` for other frames or undecodable ones.
 pub(crate) fn parse_frame(text: &str, is_state: bool) -> Option<PresenceFrame> {
+    // The scanner reads the usual shape quickly; serde reads the rest.
+    if is_state {
+        if let Some(read) = crate::presence_scan::state(text) {
+            return read.map(PresenceFrame::State);
+        }
+    } else if let Some(read) = crate::presence_scan::diff(text) {
+        return read.map(|(joins, leaves)| PresenceFrame::Diff(joins, leaves));
+    }
+    parse_frame_with_serde(text, is_state)
+}
+
+/// [`parse_frame`] with serde (borrowed: no JSON tree is built).
+pub(crate) fn parse_frame_with_serde(text: &str, is_state: bool) -> Option<PresenceFrame> {
     if is_state {
         let (_, _, _, event, list): (
             IgnoredAny,
