@@ -330,6 +330,9 @@ async fn broadcasts_resume_after_redis_restarts_and_failures_are_counted() {
     assert_eq!(own.len(), 1, "{own:?}");
     assert_eq!(own[0][4], json!({"down": 1}));
     wait_for(|| nodes[0].1.snapshot().publish_failed > failed_before).await;
+    // Stay down longer than one reconnect (two attempts, 1–2 s apart), so
+    // the nodes must start another one after the first gave up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     redis.restart();
     // Publish until one gets through after the resubscription. The one
