@@ -1,12 +1,66 @@
 //! A real `redis-server` for one test: started on a free loopback port with
 //! no persistence, restartable on the same port, killed when dropped.
+//!
+//! Ports come from 20000–29999, below Linux's ephemeral range (where
+//! `bind(0)` and outgoing connections take theirs), one after another in a
+//! process from an offset chosen by its pid: a port that a killed server
+//! frees is not handed to a server another test starts meanwhile, so a
+//! restart gets its port back and nodes never reconnect to a stranger.
+//! A server counts as started only when the process answering on the port
+//! is the one we spawned.
 
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long a redis-server may take to accept connections.
 const READY: Duration = Duration::from_secs(10);
+
+/// The first port of the range, and its size.
+const PORT_BASE: u32 = 20_000;
+const PORT_SPAN: u32 = 10_000;
+
+/// The next port this process tries (an index into the range).
+static NEXT_PORT: AtomicU32 = AtomicU32::new(0);
+
+/// A port in the range that nothing listens on now; never the same twice
+/// in one process (until the range wraps).
+fn free_port() -> u16 {
+    let offset = std::process::id().wrapping_mul(7_919);
+    loop {
+        let n = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let port = (PORT_BASE + offset.wrapping_add(n) % PORT_SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// The `process_id` of the Redis answering on `port`, if one does.
+fn process_id_on(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // The reply is one bulk string of a few KiB; `process_id` is early.
+    while reply.len() < 64 * 1024 {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        if let Some((_, rest)) = text.split_once("process_id:") {
+            if let Some((line, _)) = rest.split_once("\r\n") {
+                return line.trim().parse().ok();
+            }
+        }
+    }
+    None
+}
 
 /// A running `redis-server`.
 pub struct RedisServer {
@@ -17,14 +71,17 @@ pub struct RedisServer {
 impl RedisServer {
     /// Start one on a free port.
     pub fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let mut server = RedisServer { port, child: None };
-        server.spawn();
-        server
+        loop {
+            let mut server = RedisServer {
+                port: free_port(),
+                child: None,
+            };
+            if server.spawn() {
+                return server;
+            }
+            // Someone took the port between the check and the spawn.
+            server.kill();
+        }
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -43,10 +100,16 @@ impl RedisServer {
     /// Start it again on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "port {} was taken by another process while redis-server was down",
+            self.port
+        );
     }
 
-    fn spawn(&mut self) {
+    /// Spawn redis-server on `self.port`; `false` when what answers there
+    /// is not the process spawned (it could not bind the port).
+    fn spawn(&mut self) -> bool {
         let port = self.port.to_string();
         let child = Command::new("redis-server")
             .args([
@@ -63,9 +126,16 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server installed (./scripts/test installs it)");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + READY;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                return false; // exited: the port was not free
+            }
+            if let Some(answering) = process_id_on(self.port) {
+                return answering == pid;
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
