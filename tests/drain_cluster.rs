@@ -51,7 +51,16 @@ async fn node(redis: &RedisServer, name: &str) -> Fawkes {
 /// A presence list as phoenix.js keeps it: user -> the `phx_ref`s of its
 /// metas.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct Presences(BTreeMap<String, BTreeSet<String>>);
+struct Presences {
+    map: BTreeMap<String, BTreeSet<String>>,
+    /// Whether the first `presence_state` came.
+    synced: bool,
+    /// Diffs that came before it: applied after it, in order, as
+    /// phoenix.js's `pendingDiffs` (the state is pushed by the channel and
+    /// diffs are broadcast, so a diff may overtake the state, in Phoenix
+    /// as here).
+    pending: Vec<Value>,
+}
 
 impl Presences {
     fn refs(entry: &Value) -> BTreeSet<String> {
@@ -74,16 +83,23 @@ impl Presences {
                 .unwrap_or_default()
         };
         match frame[3].as_str() {
-            Some("presence_state") => self.0 = entries(&frame[4]).into_iter().collect(),
+            Some("presence_state") => {
+                self.map = entries(&frame[4]).into_iter().collect();
+                self.synced = true;
+                for diff in std::mem::take(&mut self.pending) {
+                    self.apply(&diff);
+                }
+            }
+            Some("presence_diff") if !self.synced => self.pending.push(frame.clone()),
             Some("presence_diff") => {
                 for (user, refs) in entries(&frame[4]["joins"]) {
-                    self.0.entry(user).or_default().extend(refs);
+                    self.map.entry(user).or_default().extend(refs);
                 }
                 for (user, refs) in entries(&frame[4]["leaves"]) {
-                    if let Some(mine) = self.0.get_mut(&user) {
+                    if let Some(mine) = self.map.get_mut(&user) {
                         mine.retain(|r| !refs.contains(r));
                         if mine.is_empty() {
-                            self.0.remove(&user);
+                            self.map.remove(&user);
                         }
                     }
                 }
@@ -93,12 +109,12 @@ impl Presences {
     }
 
     fn users(&self) -> BTreeSet<String> {
-        self.0.keys().cloned().collect()
+        self.map.keys().cloned().collect()
     }
 
     /// Users listed with more than one meta.
     fn ghosts(&self) -> Vec<(&String, usize)> {
-        self.0
+        self.map
             .iter()
             .filter(|(_, refs)| refs.len() != 1)
             .map(|(user, refs)| (user, refs.len()))
@@ -246,7 +262,7 @@ async fn drained_clients_rejoin_the_other_node_and_none_loses_presence() {
     );
     let last = members.last_mut().expect("clients");
     assert!(last.until(SETTLE, |list| list.users() == everyone).await);
-    let before: BTreeMap<String, BTreeSet<String>> = observer.list.0.clone();
+    let before: BTreeMap<String, BTreeSet<String>> = observer.list.map.clone();
 
     // Deploy: SIGTERM node A; the clients move to B as it drains them.
     let a_pid = a.pid().to_string();
@@ -273,7 +289,7 @@ async fn drained_clients_rejoin_the_other_node_and_none_loses_presence() {
     let moved_to_b = |list: &Presences| {
         list.users() == everyone
             && list.ghosts().is_empty()
-            && users.iter().all(|u| list.0[u].is_disjoint(&before[u]))
+            && users.iter().all(|u| list.map[u].is_disjoint(&before[u]))
     };
     assert!(
         observer.until(SETTLE, moved_to_b).await,
@@ -286,7 +302,7 @@ async fn drained_clients_rejoin_the_other_node_and_none_loses_presence() {
             .iter()
             .filter(|u| observer
                 .list
-                .0
+                .map
                 .get(*u)
                 .is_some_and(|r| !r.is_disjoint(&before[*u])))
             .collect::<Vec<_>>()

@@ -25,6 +25,13 @@ pub struct Watcher {
     pub joins: BTreeMap<String, usize>,
     /// `new_msg` payloads received.
     pub messages: Vec<Value>,
+    /// Whether the first `presence_state` came.
+    synced: bool,
+    /// Diffs that came before it: applied after it, in order, as
+    /// phoenix.js's `pendingDiffs` (the state is pushed by the channel and
+    /// diffs are broadcast, so a diff may overtake the state, in Phoenix
+    /// as here).
+    pending: Vec<Value>,
 }
 
 impl Watcher {
@@ -43,6 +50,8 @@ impl Watcher {
             present: BTreeSet::new(),
             joins: BTreeMap::new(),
             messages: Vec::new(),
+            synced: false,
+            pending: Vec::new(),
         }
     }
 
@@ -53,7 +62,14 @@ impl Watcher {
                 .unwrap_or_default()
         };
         match frame[3].as_str() {
-            Some("presence_state") => self.present = keys(&frame[4]).into_iter().collect(),
+            Some("presence_state") => {
+                self.present = keys(&frame[4]).into_iter().collect();
+                self.synced = true;
+                for diff in std::mem::take(&mut self.pending) {
+                    self.apply(&diff);
+                }
+            }
+            Some("presence_diff") if !self.synced => self.pending.push(frame.clone()),
             Some("presence_diff") => {
                 for user in keys(&frame[4]["leaves"]) {
                     self.present.remove(&user);
