@@ -219,17 +219,42 @@ struct Member {
     client: Client,
     list: ClientList,
     diffs: usize,
+    /// Whether the first `presence_state` came.
+    synced: bool,
+    /// Diffs that came before it, applied after it in order (phoenix.js's
+    /// `pendingDiffs`: a broadcast diff may overtake the pushed state).
+    pending: Vec<Value>,
 }
 
 impl Member {
+    fn new(client: Client) -> Member {
+        Member {
+            client,
+            list: ClientList::new(),
+            diffs: 0,
+            synced: false,
+            pending: Vec::new(),
+        }
+    }
+
     /// Read one frame and apply it if it is presence; returns its event.
     async fn step(&mut self) -> String {
         let frame = self.client.recv_json().await;
         match frame[3].as_str() {
-            Some("presence_state") => self.list = from_state(&frame[4]),
+            Some("presence_state") => {
+                self.list = from_state(&frame[4]);
+                self.synced = true;
+                for diff in std::mem::take(&mut self.pending) {
+                    sync_diff(&mut self.list, &diff);
+                }
+            }
             Some("presence_diff") => {
                 self.diffs += 1;
-                sync_diff(&mut self.list, &frame[4]);
+                if self.synced {
+                    sync_diff(&mut self.list, &frame[4]);
+                } else {
+                    self.pending.push(frame[4].clone());
+                }
             }
             _ => {}
         }
@@ -269,11 +294,7 @@ async fn the_shipped_window_merges_a_burst_of_joins_and_leaves_into_one_diff_eac
         batch_window: SHIPPED_WINDOW,
     })
     .await;
-    let mut watcher = Member {
-        client: Client::connect(&server.url("vsn=2.0.0&user=watcher")).await,
-        list: ClientList::new(),
-        diffs: 0,
-    };
+    let mut watcher = Member::new(Client::connect(&server.url("vsn=2.0.0&user=watcher")).await);
     watcher.client.join("room:w", "1").await;
     // Its presence_state (listing itself), then the diff of its own join.
     watcher.until_diffs(1).await;
@@ -282,11 +303,9 @@ async fn the_shipped_window_merges_a_burst_of_joins_and_leaves_into_one_diff_eac
     let users: Vec<String> = (0..N).map(|i| format!("u{i}")).collect();
     let mut members = Vec::new();
     for user in &users {
-        members.push(Member {
-            client: Client::connect(&server.url(&format!("vsn=2.0.0&user={user}"))).await,
-            list: ClientList::new(),
-            diffs: 0,
-        });
+        members.push(Member::new(
+            Client::connect(&server.url(&format!("vsn=2.0.0&user={user}"))).await,
+        ));
     }
     // Every join leaves before any reply is awaited: one burst.
     for member in &mut members {
@@ -346,11 +365,7 @@ async fn changes_in_separate_windows_are_separate_diffs() {
         batch_window: SHIPPED_WINDOW,
     })
     .await;
-    let mut watcher = Member {
-        client: Client::connect(&server.url("vsn=2.0.0&user=watcher")).await,
-        list: ClientList::new(),
-        diffs: 0,
-    };
+    let mut watcher = Member::new(Client::connect(&server.url("vsn=2.0.0&user=watcher")).await);
     watcher.client.join("room:s", "1").await;
     watcher.until_diffs(1).await;
     let mut expected = vec!["watcher".to_owned()];
