@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::binary::{get, Fawkes};
+use support::presence_sync::SyncGate;
 use support::redis::RedisServer;
 use support::watcher::SETTLE;
 use support::Client;
@@ -53,13 +54,8 @@ async fn node(redis: &RedisServer, name: &str) -> Fawkes {
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Presences {
     map: BTreeMap<String, BTreeSet<String>>,
-    /// Whether the first `presence_state` came.
-    synced: bool,
-    /// Diffs that came before it: applied after it, in order, as
-    /// phoenix.js's `pendingDiffs` (the state is pushed by the channel and
-    /// diffs are broadcast, so a diff may overtake the state, in Phoenix
-    /// as here).
-    pending: Vec<Value>,
+    /// Diffs before the first state wait for it, as in phoenix.js.
+    gate: SyncGate,
 }
 
 impl Presences {
@@ -75,22 +71,22 @@ impl Presences {
             .unwrap_or_default()
     }
 
-    /// Apply one server frame (`presence_state` or `presence_diff`).
+    /// Take one server frame, in phoenix.js's order.
     fn apply(&mut self, frame: &Value) {
+        for frame in self.gate.admit(frame) {
+            self.sync(&frame);
+        }
+    }
+
+    /// Apply one `presence_state` or `presence_diff`.
+    fn sync(&mut self, frame: &Value) {
         let entries = |v: &Value| -> Vec<(String, BTreeSet<String>)> {
             v.as_object()
                 .map(|o| o.iter().map(|(k, e)| (k.clone(), Self::refs(e))).collect())
                 .unwrap_or_default()
         };
         match frame[3].as_str() {
-            Some("presence_state") => {
-                self.map = entries(&frame[4]).into_iter().collect();
-                self.synced = true;
-                for diff in std::mem::take(&mut self.pending) {
-                    self.apply(&diff);
-                }
-            }
-            Some("presence_diff") if !self.synced => self.pending.push(frame.clone()),
+            Some("presence_state") => self.map = entries(&frame[4]).into_iter().collect(),
             Some("presence_diff") => {
                 for (user, refs) in entries(&frame[4]["joins"]) {
                     self.map.entry(user).or_default().extend(refs);

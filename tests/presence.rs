@@ -12,6 +12,7 @@ use fawkes::prelude::*;
 use fawkes::presence::PresenceOptions;
 use fawkes::{Endpoint, Socket};
 use serde_json::{json, Value};
+use support::presence_sync::SyncGate;
 use support::{Client, Server};
 
 /// Tracks the connect param `user` after joining; `crash` panics.
@@ -219,11 +220,8 @@ struct Member {
     client: Client,
     list: ClientList,
     diffs: usize,
-    /// Whether the first `presence_state` came.
-    synced: bool,
-    /// Diffs that came before it, applied after it in order (phoenix.js's
-    /// `pendingDiffs`: a broadcast diff may overtake the pushed state).
-    pending: Vec<Value>,
+    /// Diffs before the first state wait for it, as in phoenix.js.
+    gate: SyncGate,
 }
 
 impl Member {
@@ -232,31 +230,21 @@ impl Member {
             client,
             list: ClientList::new(),
             diffs: 0,
-            synced: false,
-            pending: Vec::new(),
+            gate: SyncGate::default(),
         }
     }
 
     /// Read one frame and apply it if it is presence; returns its event.
     async fn step(&mut self) -> String {
         let frame = self.client.recv_json().await;
-        match frame[3].as_str() {
-            Some("presence_state") => {
-                self.list = from_state(&frame[4]);
-                self.synced = true;
-                for diff in std::mem::take(&mut self.pending) {
-                    sync_diff(&mut self.list, &diff);
-                }
+        if frame[3] == "presence_diff" {
+            self.diffs += 1;
+        }
+        for now in self.gate.admit(&frame) {
+            match now[3].as_str() {
+                Some("presence_state") => self.list = from_state(&now[4]),
+                _ => sync_diff(&mut self.list, &now[4]),
             }
-            Some("presence_diff") => {
-                self.diffs += 1;
-                if self.synced {
-                    sync_diff(&mut self.list, &frame[4]);
-                } else {
-                    self.pending.push(frame[4].clone());
-                }
-            }
-            _ => {}
         }
         frame[3].as_str().unwrap_or_default().to_owned()
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod presence_sync;
 pub mod redis;
 pub mod watcher;
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::binary::Fawkes;
+use super::presence_sync::SyncGate;
 use super::Client;
 
 /// Longest wait for a cluster to reach a state (turns a hang into a failure).
@@ -25,13 +26,8 @@ pub struct Watcher {
     pub joins: BTreeMap<String, usize>,
     /// `new_msg` payloads received.
     pub messages: Vec<Value>,
-    /// Whether the first `presence_state` came.
-    synced: bool,
-    /// Diffs that came before it: applied after it, in order, as
-    /// phoenix.js's `pendingDiffs` (the state is pushed by the channel and
-    /// diffs are broadcast, so a diff may overtake the state, in Phoenix
-    /// as here).
-    pending: Vec<Value>,
+    /// Diffs before the first state wait for it, as in phoenix.js.
+    gate: SyncGate,
 }
 
 impl Watcher {
@@ -50,26 +46,28 @@ impl Watcher {
             present: BTreeSet::new(),
             joins: BTreeMap::new(),
             messages: Vec::new(),
-            synced: false,
-            pending: Vec::new(),
+            gate: SyncGate::default(),
         }
     }
 
     fn apply(&mut self, frame: &Value) {
+        if frame[3] == "new_msg" {
+            self.messages.push(frame[4].clone());
+        }
+        for frame in self.gate.admit(frame) {
+            self.sync(&frame);
+        }
+    }
+
+    /// Apply one `presence_state` or `presence_diff`.
+    fn sync(&mut self, frame: &Value) {
         let keys = |v: &Value| -> Vec<String> {
             v.as_object()
                 .map(|o| o.keys().cloned().collect())
                 .unwrap_or_default()
         };
         match frame[3].as_str() {
-            Some("presence_state") => {
-                self.present = keys(&frame[4]).into_iter().collect();
-                self.synced = true;
-                for diff in std::mem::take(&mut self.pending) {
-                    self.apply(&diff);
-                }
-            }
-            Some("presence_diff") if !self.synced => self.pending.push(frame.clone()),
+            Some("presence_state") => self.present = keys(&frame[4]).into_iter().collect(),
             Some("presence_diff") => {
                 for user in keys(&frame[4]["leaves"]) {
                     self.present.remove(&user);
@@ -79,7 +77,6 @@ impl Watcher {
                     self.present.insert(user);
                 }
             }
-            Some("new_msg") => self.messages.push(frame[4].clone()),
             _ => {}
         }
     }

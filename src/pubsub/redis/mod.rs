@@ -393,15 +393,12 @@ impl Writer {
                 }
                 Ok::<(), redis::aio::SendError>(())
             })
-            // redis 0.32 backs off from one second, doubling, whatever
-            // the factor. One retry bounds how long a command waits on a
-            // reconnect (about 1–2 s): then it fails and is counted, the
-            // writer's next command (at worst the next heartbeat) starts
-            // a fresh reconnect, and a restarted Redis is found within
-            // about a second instead of up to four.
-            .set_factor(2)
+            // One retry, after redis 0.32's fixed first delay (1 s plus
+            // jitter; factor and maximum only shape later ones): a command
+            // waits on a reconnect 1–2 s at most, then fails and is
+            // counted, and the writer's next command (at worst the next
+            // heartbeat) starts a fresh reconnect.
             .set_number_of_retries(1)
-            .set_max_delay(MAX_BACKOFF.as_millis() as u64)
             .set_connection_timeout(REDIS_TIMEOUT)
             .set_response_timeout(REDIS_TIMEOUT);
         let mut backoff = Duration::from_millis(50);
