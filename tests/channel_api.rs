@@ -12,6 +12,7 @@ mod support;
 use std::time::Duration;
 
 use fawkes::prelude::*;
+use fawkes::presence::PresenceOptions;
 use fawkes::{testing, ConnectInfo, ConnectRefused, Connected, Endpoint, Socket};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -97,6 +98,37 @@ impl Channel<Tick> for Room {
     }
 }
 
+/// Greets from `join` itself: pushes and a presence track made there reach
+/// the client after the join reply. `{"refuse": true}` refuses after
+/// pushing; `{"bad_meta": true}` tracks a meta that is not an object.
+#[derive(Default)]
+struct Greeter;
+
+impl Channel for Greeter {
+    async fn join(
+        &mut self,
+        topic: &str,
+        params: Payload,
+        socket: &mut ChannelSocket,
+    ) -> JoinResult {
+        socket.push("welcome", json!({"topic": topic}))?;
+        let user = socket.id().unwrap_or("nobody").to_owned();
+        let presence = socket.presence().expect("presence is on");
+        let meta = match params.get("bad_meta") {
+            Some(_) => json!("not an object"),
+            None => json!({"online": true}),
+        };
+        if let Err(error) = presence.track(&user, meta) {
+            return Err(ChannelError::reason(error.to_string()));
+        }
+        socket.push("presence_state", presence.list())?;
+        match params.get("refuse") {
+            Some(_) => Err(ChannelError::reason("refused")),
+            None => Ok(Payload::empty()),
+        }
+    }
+}
+
 /// No callbacks at all: the default join accepts with `{}`, and any event
 /// crashes the channel as a Phoenix channel without the clause does.
 #[derive(Default)]
@@ -125,8 +157,12 @@ fn endpoint() -> Endpoint {
             Socket::new()
                 .connect(connect)
                 .channel("room:*", Room::default)
-                .channel("user:*", UserChannel::default),
+                .channel("user:*", UserChannel::default)
+                .channel("greet:*", Greeter::default),
         )
+        .presence(PresenceOptions {
+            batch_window: Duration::ZERO,
+        })
         .build()
 }
 
@@ -351,4 +387,65 @@ async fn an_already_accepted_stream_is_served() {
     }
     assert!(saw_reply, "the push was answered");
     accept.abort();
+}
+
+/// Over a real websocket, frame by frame: what `join` pushed comes right
+/// after the `ok` join reply, then the diff of its presence track; a
+/// refused join's pushes are never sent (Phoenix's after_join, without the
+/// `handle_info`).
+#[tokio::test]
+async fn pushes_from_join_follow_the_join_reply_and_a_refused_join_sends_none() {
+    let server = support::Server::start_endpoint(endpoint()).await;
+    let mut client = support::Client::connect(&server.url("vsn=2.0.0&user=kim")).await;
+    client
+        .send_json(json!(["1", "1", "greet:hall", "phx_join", {}]))
+        .await;
+    let mut frames = Vec::new();
+    for _ in 0..4 {
+        frames.push(client.recv_json().await);
+    }
+    let names: Vec<&str> = frames.iter().filter_map(|f| f[3].as_str()).collect();
+    assert_eq!(
+        names,
+        ["phx_reply", "welcome", "presence_state", "presence_diff"],
+        "{frames:?}"
+    );
+    assert_eq!(frames[0][4]["status"], "ok");
+    assert_eq!(frames[1][4], json!({"topic": "greet:hall"}));
+    assert_eq!(
+        frames[2][4]["user_socket:kim"]["metas"][0]["online"],
+        json!(true)
+    );
+    assert!(frames[3][4]["joins"]["user_socket:kim"].is_object());
+
+    for (join_ref, params, reason) in [
+        ("2", json!({"refuse": true}), "refused"),
+        (
+            "3",
+            json!({"bad_meta": true}),
+            "presence meta must be a JSON object",
+        ),
+    ] {
+        client
+            .send_json(json!([
+                join_ref,
+                join_ref,
+                "greet:refused",
+                "phx_join",
+                params
+            ]))
+            .await;
+        let reply = client.recv_json().await;
+        assert_eq!(reply[3], "phx_reply", "{reply}");
+        assert_eq!(
+            reply[4],
+            json!({"status": "error", "response": {"reason": reason}})
+        );
+        // The next frame answers a heartbeat sent now: nothing was pushed.
+        client
+            .send_json(json!([null, "hb", "phoenix", "heartbeat", {}]))
+            .await;
+        let next = client.recv_json().await;
+        assert_eq!(next[2], "phoenix", "a push from a refused join: {next}");
+    }
 }

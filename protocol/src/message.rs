@@ -67,6 +67,21 @@ impl Payload {
         }
     }
 
+    /// The value under `key`, if this is a JSON object that has it
+    /// (`payload.get("body")`, for one field without a struct to
+    /// [`deserialize`](Payload::deserialize) into).
+    ///
+    /// ```
+    /// use fawkes_protocol::Payload;
+    /// let payload = Payload::Json(serde_json::json!({"body": "hi"}));
+    /// assert_eq!(payload.get("body").and_then(|v| v.as_str()), Some("hi"));
+    /// assert_eq!(payload.get("missing"), None);
+    /// assert_eq!(Payload::Json(serde_json::json!([1])).get("body"), None);
+    /// ```
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.as_json()?.as_object()?.get(key)
+    }
+
     /// The raw bytes, if this is a binary payload.
     pub fn as_binary(&self) -> Option<&Bytes> {
         match self {

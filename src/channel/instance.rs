@@ -85,6 +85,8 @@ pub(crate) trait AnyChannel: Send + 'static {
     fn flush_presence(&self);
     /// Subscribe to the topic (after a successful join).
     fn subscribe(&mut self);
+    /// Send the pushes `join` made (after its `ok` reply).
+    fn release_pushes(&mut self);
     /// Handle `msg` in a task of its own, then what `backlog` holds, until
     /// it is empty or the channel ends.
     fn handle(self: Box<Self>, msg: ChannelMsg, backlog: Arc<dyn Backlog>) -> JoinHandle<Finished>;
@@ -148,6 +150,10 @@ impl<C, I> Drop for Instance<C, I> {
 impl<C: Channel<I>, I: Send + 'static> AnyChannel for Instance<C, I> {
     fn flush_presence(&self) {
         self.socket.flush_presence();
+    }
+
+    fn release_pushes(&mut self) {
+        self.socket.release_pushes();
     }
 
     fn subscribe(&mut self) {

@@ -90,6 +90,11 @@ pub trait Channel<Info: Send + 'static = ()>: Send + 'static {
     /// Called when a client joins `topic` with `params`: `Ok(response)`
     /// accepts (the join reply's `response`), `Err` refuses with the
     /// error's response. By default every join is accepted with `{}`.
+    ///
+    /// What it pushes reaches the client right after the `ok` join reply
+    /// (where a Phoenix channel sends itself `:after_join`), and the diffs
+    /// of what it tracks in presence come after that; a refused join's
+    /// pushes are dropped.
     fn join(
         &mut self,
         topic: &str,

@@ -4,11 +4,11 @@
 use fawkes_protocol::{EncodeError, Message, Payload};
 
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 use super::{ChannelMsg, Mailbox, ReplyHandle};
 use crate::presence::{ChannelPresence, HeldDiffs};
-use crate::pubsub::PubSub;
-use crate::pubsub::SubscriptionId;
+use crate::pubsub::{PubSub, SubscriptionId, WireFrame};
 use crate::session::{QueueError, SessionContext, TryPushError};
 use crate::state::AppState;
 
@@ -83,6 +83,13 @@ pub struct ChannelSocket<I = ()> {
     pub(crate) current_ref: Option<String>,
     /// Presence diffs produced by the running callback, sent after it.
     pub(crate) held_diffs: HeldDiffs,
+    /// True while `join` runs: pushes wait in `held_pushes` until the
+    /// join reply has gone out (a plain flag, so a push after the join
+    /// never takes the lock).
+    pub(crate) joining: bool,
+    /// Pushes made by `join`, sent after an `ok` join reply (dropped if the
+    /// join is refused or crashes).
+    pub(crate) held_pushes: Mutex<Vec<WireFrame>>,
     pub(crate) _info: PhantomData<fn(I)>,
 }
 
@@ -130,6 +137,8 @@ impl<I> ChannelSocket<I> {
             subscription: self.subscription,
             current_ref: self.current_ref,
             held_diffs: self.held_diffs,
+            joining: self.joining,
+            held_pushes: self.held_pushes,
             _info: PhantomData,
         }
     }
@@ -221,6 +230,11 @@ impl<I> ChannelSocket<I> {
 
     /// Push `event` with `payload` to this client only. `?` on the error
     /// in a callback answers the client's message with an error reply.
+    ///
+    /// A push made in `join` is sent right after the `ok` join reply (and
+    /// not at all if the join is refused or crashes), so a channel can
+    /// greet the client or push a presence list from `join` itself, where
+    /// Phoenix needs `send(self(), :after_join)` and a `handle_info`.
     pub fn push(&self, event: &str, payload: impl Into<Payload>) -> Result<(), PushError> {
         let payload = payload.into();
         let encoded = self.session.serializer.encode_message(&Message {
@@ -233,9 +247,37 @@ impl<I> ChannelSocket<I> {
         // A payload this client's serializer cannot carry (binary for V1):
         // counted, and the error goes back to the channel.
         let frame = encoded.inspect_err(|_| self.session.pubsub.counters().undeliverable(1))?;
+        if self.joining {
+            self.held_pushes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(frame.into());
+            return Ok(());
+        }
         self.session.outbound.deliver(frame.into())?;
         self.session.pubsub.counters().message_out();
         Ok(())
+    }
+
+    /// Send what `join` pushed (after its `ok` reply) and push directly
+    /// from now on. A frame the queue refuses is dropped: a full queue
+    /// closes the session anyway, and a closed one has nobody to read it.
+    pub(crate) fn release_pushes(&mut self) {
+        self.joining = false;
+        let held = std::mem::take(
+            self.held_pushes
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for frame in held {
+            match self.session.outbound.deliver(frame) {
+                Ok(()) => self.session.pubsub.counters().message_out(),
+                Err(error) => {
+                    tracing::debug!(topic = %self.topic, %error, "push from join not sent");
+                    return;
+                }
+            }
+        }
     }
 
     /// Broadcast to every subscriber of the topic, this client included.

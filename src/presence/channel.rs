@@ -1,6 +1,7 @@
 //! [`ChannelPresence`]: presence calls bound to one channel and its topic.
 
 use fawkes_protocol::Payload;
+use serde_json::Value;
 
 use super::tracker::{Meta, TrackError};
 use super::{HeldDiffs, Presence, Publish};
@@ -30,8 +31,10 @@ impl<'a> ChannelPresence<'a> {
         }
     }
 
-    /// Track `key` with `meta`; returns its `phx_ref`.
-    pub fn track(&self, key: &str, meta: Meta) -> Result<String, TrackError> {
+    /// Track `key` with `meta` (a JSON object: a [`Meta`], or
+    /// `json!({"status": "online"})`); returns its `phx_ref`.
+    pub fn track(&self, key: &str, meta: impl Into<Value>) -> Result<String, TrackError> {
+        let meta = object(meta)?;
         self.presence.track_to(
             self.owner,
             self.topic,
@@ -41,8 +44,9 @@ impl<'a> ChannelPresence<'a> {
         )
     }
 
-    /// Replace `key`'s meta.
-    pub fn update(&self, key: &str, meta: Meta) -> Result<String, TrackError> {
+    /// Replace `key`'s meta (a JSON object, as for [`Self::track`]).
+    pub fn update(&self, key: &str, meta: impl Into<Value>) -> Result<String, TrackError> {
+        let meta = object(meta)?;
         self.presence.update_to(
             self.owner,
             self.topic,
@@ -77,5 +81,13 @@ impl<'a> ChannelPresence<'a> {
     /// Everyone on the topic.
     pub fn list(&self) -> Payload {
         self.presence.list(self.topic)
+    }
+}
+
+/// The meta as the tracker keeps it: a JSON object, moved, not copied.
+fn object(meta: impl Into<Value>) -> Result<Meta, TrackError> {
+    match meta.into() {
+        Value::Object(meta) => Ok(meta),
+        _ => Err(TrackError::MetaNotObject),
     }
 }

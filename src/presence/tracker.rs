@@ -165,6 +165,9 @@ pub enum TrackError {
     /// The owner does not track this `(topic, key)`.
     #[error("no presence tracked for this owner, topic and key")]
     NoPresence,
+    /// The meta given is not a JSON object.
+    #[error("presence meta must be a JSON object")]
+    MetaNotObject,
 }
 
 /// One live presence, stored under its origin replica and event counter.

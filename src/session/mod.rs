@@ -358,6 +358,8 @@ impl Session {
             subscription: None,
             current_ref: None,
             held_diffs: Default::default(),
+            joining: true,
+            held_pushes: Default::default(),
             _info: std::marker::PhantomData,
         };
         let Some(mut joining) = self.socket.router.join(socket, msg.payload) else {
@@ -377,11 +379,12 @@ impl Session {
         match joined {
             Ok(Some((mut channel, Ok(response)))) => {
                 self.context.pubsub.counters().join(JoinOutcome::Ok);
-                // Subscribed before the reply, as Phoenix; the presence diffs
-                // the join produced go out after it.
+                // Subscribed before the reply, as Phoenix; the pushes and
+                // presence diffs the join produced go out after it.
                 channel.subscribe();
                 self.reply(join_ref.clone(), msg.ref_, topic.clone(), "ok", response);
                 self.close_replaced(replaced, &topic);
+                channel.release_pushes();
                 channel.flush_presence();
                 let entry = ChannelEntry {
                     channel_id,

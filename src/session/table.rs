@@ -284,6 +284,8 @@ mod tests {
             subscription: None,
             current_ref: None,
             held_diffs: Default::default(),
+            joining: false,
+            held_pushes: Default::default(),
             _info: std::marker::PhantomData,
         };
         let mut router = Router::default();

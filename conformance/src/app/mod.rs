@@ -105,9 +105,9 @@ pub async fn serve(
         .await
 }
 
-/// Elixir truthiness: everything but `nil` and `false` (and absence).
-pub(crate) fn truthy(value: Option<&Value>) -> bool {
-    !matches!(value, None | Some(Value::Null) | Some(Value::Bool(false)))
+/// Elixir truthiness: everything but `nil` and `false`.
+pub(crate) fn truthy(value: &Value) -> bool {
+    !matches!(value, Value::Null | Value::Bool(false))
 }
 
 /// `payload["key"]` as Elixir's Access does it: `nil` on a nil payload,

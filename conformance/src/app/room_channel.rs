@@ -9,9 +9,6 @@ use serde_json::{json, Value};
 
 use super::{field, truthy};
 
-/// Sent to itself after a join, to push `welcome` after the join reply.
-pub struct AfterJoin;
-
 /// One joined `room:*` topic.
 #[derive(Debug, Default)]
 pub struct RoomChannel {
@@ -25,7 +22,7 @@ struct Slow {
     ms: u64,
 }
 
-impl Channel<AfterJoin> for RoomChannel {
+impl Channel for RoomChannel {
     fn intercepts(&self) -> &'static [&'static str] {
         &["filtered"]
     }
@@ -34,33 +31,25 @@ impl Channel<AfterJoin> for RoomChannel {
         &mut self,
         topic: &str,
         params: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
+        socket: &mut ChannelSocket,
     ) -> JoinResult {
-        if truthy(Some(&field(&params, "reject"))) {
+        if truthy(&field(&params, "reject")) {
             return Err(ChannelError::reason("rejected"));
         }
-        if truthy(Some(&field(&params, "crash"))) {
+        if truthy(&field(&params, "crash")) {
             panic!("join crash requested");
         }
         self.user_id = socket.assign_str("user_id").unwrap_or("anon").to_owned();
-        socket.send_info(AfterJoin)?;
+        // Sent after the join reply (Phoenix's after_join).
+        socket.push("welcome", json!({"topic": topic}))?;
         Ok(json!({"topic": topic, "user_id": self.user_id}).into())
-    }
-
-    async fn handle_info(
-        &mut self,
-        _: AfterJoin,
-        socket: &mut ChannelSocket<AfterJoin>,
-    ) -> HandleResult {
-        socket.push("welcome", json!({"topic": socket.topic()}))?;
-        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
+        socket: &mut ChannelSocket,
     ) -> HandleResult {
         match event {
             "echo" => reply_ok(payload),
@@ -121,9 +110,9 @@ impl Channel<AfterJoin> for RoomChannel {
         &mut self,
         event: &str,
         mut payload: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
+        socket: &mut ChannelSocket,
     ) -> HandleResult {
-        if truthy(Some(&field(&payload, "drop"))) {
+        if truthy(&field(&payload, "drop")) {
             return noreply();
         }
         if let Payload::Json(Value::Object(map)) = &mut payload {

@@ -26,21 +26,10 @@ pub(crate) struct RelayChannel {
     pub(crate) topic: Arc<TopicApp>,
 }
 
-/// Tracks the client after the join reply, then pushes the presence list.
-pub(crate) struct AfterJoin {
-    key: String,
-}
-
-/// The join params the default presence key is read from.
-#[derive(serde::Deserialize)]
-struct JoinParams {
-    user: Option<String>,
-}
-
 impl RelayChannel {
     /// The presence key: the configured assign, else the `user` join
     /// param, else the `user` assign, else `"anonymous"`.
-    fn presence_key(&self, params: &Payload, socket: &ChannelSocket<AfterJoin>) -> String {
+    fn presence_key(&self, params: &Payload, socket: &ChannelSocket) -> String {
         let key = match &self.topic.rule.presence_key {
             Some(assign) => match socket.assign(assign) {
                 Some(Value::String(key)) => Some(key.clone()),
@@ -48,22 +37,22 @@ impl RelayChannel {
                 _ => None,
             },
             None => params
-                .deserialize::<JoinParams>()
-                .ok()
-                .and_then(|p| p.user)
+                .get("user")
+                .and_then(Value::as_str)
                 .filter(|u| !u.is_empty())
-                .or_else(|| socket.assign_str("user").map(str::to_owned)),
+                .or_else(|| socket.assign_str("user"))
+                .map(str::to_owned),
         };
         key.unwrap_or_else(|| "anonymous".to_owned())
     }
 }
 
-impl Channel<AfterJoin> for RelayChannel {
+impl Channel for RelayChannel {
     async fn join(
         &mut self,
         topic: &str,
         params: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
+        socket: &mut ChannelSocket,
     ) -> JoinResult {
         let mut reply = Payload::empty();
         if let Some(hooks) = &self.topic.hooks {
@@ -79,39 +68,26 @@ impl Channel<AfterJoin> for RelayChannel {
                 }
             }
         }
-        if self.topic.rule.presence {
+        // Tracked, and the list pushed, after the join reply.
+        if let (true, Some(presence)) = (self.topic.rule.presence, socket.presence()) {
             let key = self.presence_key(&params, socket);
-            socket.send_info(AfterJoin { key })?;
+            let online_at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default();
+            if let Err(error) = presence.track(&key, json!({"online_at": online_at})) {
+                tracing::warn!(%error, key, "presence track failed");
+            }
+            socket.push("presence_state", presence.list())?;
         }
         Ok(reply)
-    }
-
-    async fn handle_info(
-        &mut self,
-        AfterJoin { key }: AfterJoin,
-        socket: &mut ChannelSocket<AfterJoin>,
-    ) -> HandleResult {
-        let Some(presence) = socket.presence() else {
-            return noreply();
-        };
-        let online_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or_default();
-        let mut meta = serde_json::Map::new();
-        meta.insert("online_at".into(), json!(online_at));
-        if let Err(error) = presence.track(&key, meta) {
-            tracing::warn!(%error, key, "presence track failed");
-        }
-        socket.push("presence_state", presence.list())?;
-        noreply()
     }
 
     async fn handle_in(
         &mut self,
         event: &str,
         payload: Payload,
-        socket: &mut ChannelSocket<AfterJoin>,
+        socket: &mut ChannelSocket,
     ) -> HandleResult {
         let Some(hooks) = self.topic.hooks.as_ref().filter(|h| h.handles(event)) else {
             if !self.topic.rule.relay.iter().any(|e| e == event) {
