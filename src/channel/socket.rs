@@ -83,13 +83,11 @@ pub struct ChannelSocket<I = ()> {
     pub(crate) current_ref: Option<String>,
     /// Presence diffs produced by the running callback, sent after it.
     pub(crate) held_diffs: HeldDiffs,
-    /// True while `join` runs: pushes wait in `held_pushes` until the
-    /// join reply has gone out (a plain flag, so a push after the join
-    /// never takes the lock).
-    pub(crate) joining: bool,
-    /// Pushes made by `join`, sent after an `ok` join reply (dropped if the
-    /// join is refused or crashes).
-    pub(crate) held_pushes: Mutex<Vec<WireFrame>>,
+    /// While `join` runs, the pushes it makes, sent after an `ok` join
+    /// reply (dropped if the join is refused or crashes); `None` after.
+    /// Boxed: a joined channel keeps only the empty pointer, and a push
+    /// after the join only checks it.
+    pub(crate) held_pushes: Option<Box<Mutex<Vec<WireFrame>>>>,
     pub(crate) _info: PhantomData<fn(I)>,
 }
 
@@ -137,7 +135,6 @@ impl<I> ChannelSocket<I> {
             subscription: self.subscription,
             current_ref: self.current_ref,
             held_diffs: self.held_diffs,
-            joining: self.joining,
             held_pushes: self.held_pushes,
             _info: PhantomData,
         }
@@ -247,11 +244,9 @@ impl<I> ChannelSocket<I> {
         // A payload this client's serializer cannot carry (binary for V1):
         // counted, and the error goes back to the channel.
         let frame = encoded.inspect_err(|_| self.session.pubsub.counters().undeliverable(1))?;
-        if self.joining {
-            self.held_pushes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(frame.into());
+        if let Some(held) = &self.held_pushes {
+            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+            held.push(frame.into());
             return Ok(());
         }
         self.session.outbound.deliver(frame.into())?;
@@ -263,13 +258,10 @@ impl<I> ChannelSocket<I> {
     /// from now on. A frame the queue refuses is dropped: a full queue
     /// closes the session anyway, and a closed one has nobody to read it.
     pub(crate) fn release_pushes(&mut self) {
-        self.joining = false;
-        let held = std::mem::take(
-            self.held_pushes
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for frame in held {
+        let Some(held) = self.held_pushes.take() else {
+            return;
+        };
+        for frame in held.into_inner().unwrap_or_else(|e| e.into_inner()) {
             match self.session.outbound.deliver(frame) {
                 Ok(()) => self.session.pubsub.counters().message_out(),
                 Err(error) => {

@@ -358,8 +358,7 @@ impl Session {
             subscription: None,
             current_ref: None,
             held_diffs: Default::default(),
-            joining: true,
-            held_pushes: Default::default(),
+            held_pushes: Some(Box::default()),
             _info: std::marker::PhantomData,
         };
         let Some(mut joining) = self.socket.router.join(socket, msg.payload) else {

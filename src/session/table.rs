@@ -284,8 +284,7 @@ mod tests {
             subscription: None,
             current_ref: None,
             held_diffs: Default::default(),
-            joining: false,
-            held_pushes: Default::default(),
+            held_pushes: None,
             _info: std::marker::PhantomData,
         };
         let mut router = Router::default();
