@@ -2,6 +2,7 @@
 //! of `Phoenix.Channel`), the values its callbacks return, and how one
 //! joined channel runs them in isolation.
 
+mod held;
 mod instance;
 mod mailbox;
 mod reply;
@@ -14,6 +15,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use crate::session::QueueError;
+pub(crate) use held::Held;
 pub(crate) use instance::{AnyChannel, Backlog, ExitKind, Finished};
 pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};

@@ -4,11 +4,10 @@
 use fawkes_protocol::{EncodeError, Message, Payload};
 
 use std::marker::PhantomData;
-use std::sync::Mutex;
 
-use super::{ChannelMsg, Mailbox, ReplyHandle};
-use crate::presence::{ChannelPresence, HeldDiffs};
-use crate::pubsub::{PubSub, SubscriptionId, WireFrame};
+use super::{ChannelMsg, Held, Mailbox, ReplyHandle};
+use crate::presence::ChannelPresence;
+use crate::pubsub::{PubSub, SubscriptionId};
 use crate::session::{QueueError, SessionContext, TryPushError};
 use crate::state::AppState;
 
@@ -81,13 +80,9 @@ pub struct ChannelSocket<I = ()> {
     pub(crate) channel_id: u64,
     pub(crate) subscription: Option<SubscriptionId>,
     pub(crate) current_ref: Option<String>,
-    /// Presence diffs produced by the running callback, sent after it.
-    pub(crate) held_diffs: HeldDiffs,
-    /// While `join` runs, the pushes it makes, sent after an `ok` join
-    /// reply (dropped if the join is refused or crashes); `None` after.
-    /// Boxed: a joined channel keeps only the empty pointer, and a push
-    /// after the join only checks it.
-    pub(crate) held_pushes: Option<Box<Mutex<Vec<WireFrame>>>>,
+    /// Presence diffs the running callback produced, published after its
+    /// reply, and the pushes `join` made, written after the `ok` join reply.
+    pub(crate) held: Held,
     pub(crate) _info: PhantomData<fn(I)>,
 }
 
@@ -134,8 +129,7 @@ impl<I> ChannelSocket<I> {
             channel_id: self.channel_id,
             subscription: self.subscription,
             current_ref: self.current_ref,
-            held_diffs: self.held_diffs,
-            held_pushes: self.held_pushes,
+            held: self.held,
             _info: PhantomData,
         }
     }
@@ -244,9 +238,10 @@ impl<I> ChannelSocket<I> {
         // A payload this client's serializer cannot carry (binary for V1):
         // counted, and the error goes back to the channel.
         let frame = encoded.inspect_err(|_| self.session.pubsub.counters().undeliverable(1))?;
-        if let Some(held) = &self.held_pushes {
-            let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
-            held.push(frame.into());
+        // Not subscribed yet: `join` is running (a joined channel is
+        // subscribed until it is dropped).
+        if self.subscription.is_none() {
+            self.held.hold_push(frame.into());
             return Ok(());
         }
         self.session.outbound.deliver(frame.into())?;
@@ -254,14 +249,11 @@ impl<I> ChannelSocket<I> {
         Ok(())
     }
 
-    /// Send what `join` pushed (after its `ok` reply) and push directly
-    /// from now on. A frame the queue refuses is dropped: a full queue
+    /// Write what `join` pushed (after its `ok` reply; the channel is
+    /// subscribed by then, so later pushes go out directly). A frame the queue refuses is dropped: a full queue
     /// closes the session anyway, and a closed one has nobody to read it.
-    pub(crate) fn release_pushes(&mut self) {
-        let Some(held) = self.held_pushes.take() else {
-            return;
-        };
-        for frame in held.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    pub(crate) fn release_pushes(&self) {
+        for frame in self.held.take_pushes() {
             match self.session.outbound.deliver(frame) {
                 Ok(()) => self.session.pubsub.counters().message_out(),
                 Err(error) => {
@@ -307,12 +299,7 @@ impl<I> ChannelSocket<I> {
     /// tracks leave when it ends. `None` when the endpoint has no presence.
     pub fn presence(&self) -> Option<ChannelPresence<'_>> {
         self.session.presence.as_ref().map(|presence| {
-            ChannelPresence::new(
-                presence,
-                self.presence_owner(),
-                &self.topic,
-                &self.held_diffs,
-            )
+            ChannelPresence::new(presence, self.presence_owner(), &self.topic, &self.held)
         })
     }
 
@@ -322,8 +309,11 @@ impl<I> ChannelSocket<I> {
 
     /// Publish the presence diffs the last callback produced.
     pub(crate) fn flush_presence(&self) {
+        let diffs = self.held.take_diffs();
         if let Some(presence) = &self.session.presence {
-            presence.flush(&self.held_diffs);
+            diffs
+                .into_iter()
+                .for_each(|diff| presence.publish_held(diff));
         }
     }
 }

@@ -4,16 +4,25 @@ use fawkes_protocol::Payload;
 use serde_json::Value;
 
 use super::tracker::{Meta, TrackError};
-use super::{HeldDiffs, Presence, Publish};
+use super::{HoldDiffs, Presence, Publish};
 
 /// Presence as a channel uses it (Phoenix's `Presence.track(socket, ...)`):
 /// entries are owned by the channel and leave when it ends.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct ChannelPresence<'a> {
     presence: &'a Presence,
     owner: u64,
     topic: &'a str,
-    held: &'a HeldDiffs,
+    held: &'a dyn HoldDiffs,
+}
+
+impl std::fmt::Debug for ChannelPresence<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelPresence")
+            .field("owner", &self.owner)
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> ChannelPresence<'a> {
@@ -21,7 +30,7 @@ impl<'a> ChannelPresence<'a> {
         presence: &'a Presence,
         owner: u64,
         topic: &'a str,
-        held: &'a HeldDiffs,
+        held: &'a dyn HoldDiffs,
     ) -> Self {
         Self {
             presence,

@@ -17,7 +17,8 @@ use fawkes_protocol::Payload;
 
 pub use channel::ChannelPresence;
 use phx_ref::RefGenerator;
-use tracker::{Diff, Meta, OwnerId, ReplicaId, TrackError, Tracker};
+pub(crate) use tracker::Diff;
+use tracker::{Meta, OwnerId, ReplicaId, TrackError, Tracker};
 
 use crate::pubsub::PubSub;
 
@@ -232,21 +233,17 @@ impl Presence {
         for diff in &diffs {
             state.lists.changed(&state.tracker, diff);
         }
-        let diffs = diffs.into_iter();
         match to {
-            Publish::Now => {
-                diffs.for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff))
-            }
-            Publish::After(held) => held.lock().unwrap_or_else(|e| e.into_inner()).extend(diffs),
+            Publish::Now => diffs
+                .into_iter()
+                .for_each(|diff| self.inner.batches.publish(&self.inner.pubsub, diff)),
+            Publish::After(held) => held.hold(&mut diffs.into_iter()),
         }
     }
 
-    /// Publish diffs a channel callback held back.
-    pub(crate) fn flush(&self, held: &HeldDiffs) {
-        let diffs = std::mem::take(&mut *held.lock().unwrap_or_else(|e| e.into_inner()));
-        for diff in diffs {
-            self.inner.batches.publish(&self.inner.pubsub, diff);
-        }
+    /// Publish a diff a channel callback held back.
+    pub(crate) fn publish_held(&self, diff: Diff) {
+        self.inner.batches.publish(&self.inner.pubsub, diff);
     }
 }
 
@@ -268,15 +265,19 @@ fn next_incarnation() -> u64 {
     now.max(previous + 1)
 }
 
-/// Diffs a channel callback produced, published once its reply is queued:
+/// Where a channel keeps the diffs one of its callbacks produced until the
+/// callback has replied, then hands them to [`Presence::publish_held`]:
 /// Phoenix's tracker broadcasts asynchronously, so a client sees the reply
 /// to its `track`/`update` push before the `presence_diff` it caused.
-pub(crate) type HeldDiffs = Mutex<Vec<Diff>>;
+pub(crate) trait HoldDiffs: Sync {
+    /// Keep `diffs`, in order, after those already held.
+    fn hold(&self, diffs: &mut dyn Iterator<Item = Diff>);
+}
 
 /// Where a change's diff goes.
 pub(crate) enum Publish<'a> {
     /// Broadcast (or batch) at once.
     Now,
     /// Hold until the current channel callback has replied.
-    After(&'a HeldDiffs),
+    After(&'a dyn HoldDiffs),
 }

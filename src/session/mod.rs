@@ -357,8 +357,7 @@ impl Session {
             channel_id,
             subscription: None,
             current_ref: None,
-            held_diffs: Default::default(),
-            held_pushes: Some(Box::default()),
+            held: Default::default(),
             _info: std::marker::PhantomData,
         };
         let Some(mut joining) = self.socket.router.join(socket, msg.payload) else {

@@ -283,8 +283,7 @@ mod tests {
             channel_id: ID,
             subscription: None,
             current_ref: None,
-            held_diffs: Default::default(),
-            held_pushes: None,
+            held: Default::default(),
             _info: std::marker::PhantomData,
         };
         let mut router = Router::default();
