@@ -9,10 +9,12 @@
 
 mod support;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fawkes::prelude::*;
-use fawkes::presence::PresenceOptions;
+use fawkes::presence::tracker::Meta;
+use fawkes::presence::{Presence, PresenceOptions};
 use fawkes::{testing, ConnectInfo, ConnectRefused, Connected, Endpoint, Socket};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -121,7 +123,7 @@ impl Channel for Greeter {
         if let Err(error) = presence.track(&user, meta) {
             return Err(ChannelError::reason(error.to_string()));
         }
-        socket.push("presence_state", presence.list())?;
+        socket.push_presence_state()?;
         match params.get("refuse") {
             Some(_) => Err(ChannelError::reason("refused")),
             None => Ok(Payload::empty()),
@@ -149,8 +151,30 @@ async fn connect(info: ConnectInfo) -> Result<Connected, ConnectRefused> {
     Ok(Connected::new().id(format!("user_socket:{}", params.user)))
 }
 
+/// Asks for `presence_state` in `join`, then makes a change that is
+/// published at once, before the channel is subscribed (as another channel
+/// or node may at that moment): the client must still learn of it.
+struct Racer(Arc<OnceLock<Presence>>);
+
+impl Channel for Racer {
+    async fn join(&mut self, topic: &str, _: Payload, socket: &mut ChannelSocket) -> JoinResult {
+        let presence = socket.presence().expect("presence is on");
+        presence.track("me", json!({})).expect("tracks");
+        socket.push_presence_state()?;
+        let endpoint_presence = self.0.get().expect("set after build");
+        let late = endpoint_presence.track(RACER_OWNER, topic, "late", Meta::new());
+        late.expect("tracks");
+        Ok(Payload::empty())
+    }
+}
+
+/// The owner of the racer's change (no channel has this id).
+const RACER_OWNER: u64 = u64::MAX - 7;
+
 fn endpoint() -> Endpoint {
-    Endpoint::builder()
+    let presence = Arc::new(OnceLock::new());
+    let racer = presence.clone();
+    let endpoint = Endpoint::builder()
         .state(Motd("be nice"))
         .socket(
             "/socket",
@@ -158,12 +182,15 @@ fn endpoint() -> Endpoint {
                 .connect(connect)
                 .channel("room:*", Room::default)
                 .channel("user:*", UserChannel::default)
-                .channel("greet:*", Greeter::default),
+                .channel("greet:*", Greeter::default)
+                .channel("race:*", move || Racer(racer.clone())),
         )
         .presence(PresenceOptions {
             batch_window: Duration::ZERO,
         })
-        .build()
+        .build();
+    let _ = presence.set(endpoint.presence().expect("presence is on").clone());
+    endpoint
 }
 
 #[tokio::test(start_paused = true)]
@@ -448,4 +475,19 @@ async fn pushes_from_join_follow_the_join_reply_and_a_refused_join_sends_none() 
         let next = client.recv_json().await;
         assert_eq!(next[2], "phoenix", "a push from a refused join: {next}");
     }
+}
+
+/// `push_presence_state` in `join` takes the list after the join reply,
+/// once the channel is subscribed: a change published between the `join`
+/// call and the subscription is in it (a list taken in `join` would miss
+/// it, and its diff went out before the channel could receive it).
+#[tokio::test]
+async fn presence_state_asked_in_join_lists_a_change_made_before_the_subscription() {
+    let server = support::Server::start_endpoint(endpoint()).await;
+    let mut client = support::Client::connect(&server.url("vsn=2.0.0&user=lee")).await;
+    client.join("race:1", "1").await;
+    let state = client.recv_json().await;
+    assert_eq!(state[3], "presence_state", "{state}");
+    let keys: Vec<&String> = state[4].as_object().expect("a list").keys().collect();
+    assert_eq!(keys, ["late", "me"], "{state}");
 }

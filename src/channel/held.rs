@@ -3,7 +3,10 @@
 //! client sees the answer to its `track` push before the diff it caused,
 //! as with Phoenix's asynchronous tracker); pushes wait only in `join`, for
 //! the `ok` join reply, so `join` can greet the client where a Phoenix
-//! channel sends itself `:after_join`.
+//! channel sends itself `:after_join`. A `presence_state` asked for in
+//! `join` is held as a request, not a list: the list is taken when it is
+//! sent, once the channel is subscribed, so no change falls between the
+//! list and the first diff.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -13,7 +16,16 @@ use crate::pubsub::WireFrame;
 /// One held item, kept in the order the callback produced them.
 enum Item {
     Diff(Diff),
-    Push(WireFrame),
+    Push(Pending),
+}
+
+/// A push `join` made, to send after its `ok` reply.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Pending {
+    /// An encoded push.
+    Frame(WireFrame),
+    /// `presence_state` with the topic's list as it is when sent.
+    PresenceState,
 }
 
 /// One channel's held output: empty (no allocation) between callbacks, so
@@ -29,12 +41,12 @@ impl Held {
     }
 
     /// Keep a push made in `join` until the join reply is written.
-    pub(crate) fn hold_push(&self, frame: WireFrame) {
-        self.items().push(Item::Push(frame));
+    pub(crate) fn hold_push(&self, push: Pending) {
+        self.items().push(Item::Push(push));
     }
 
     /// The held pushes, in order; held diffs stay.
-    pub(crate) fn take_pushes(&self) -> Vec<WireFrame> {
+    pub(crate) fn take_pushes(&self) -> Vec<Pending> {
         let mut items = self.items();
         if !items.iter().any(|item| matches!(item, Item::Push(_))) {
             return Vec::new();
@@ -42,7 +54,7 @@ impl Held {
         let mut pushes = Vec::new();
         for item in std::mem::take(&mut *items) {
             match item {
-                Item::Push(frame) => pushes.push(frame),
+                Item::Push(push) => pushes.push(push),
                 diff => items.push(diff),
             }
         }
@@ -78,7 +90,7 @@ mod tests {
     use crate::presence::tracker::{OwnerId, ReplicaId, Tracker};
     use fawkes_protocol::{Frame, Message, Payload, Serializer};
 
-    fn frame(event: &str) -> WireFrame {
+    fn frame(event: &str) -> Pending {
         let message = Message {
             join_ref: None,
             ref_: None,
@@ -87,7 +99,7 @@ mod tests {
             payload: Payload::empty(),
         };
         let frame: Frame = Serializer::V2.encode_message(&message).expect("encodes");
-        frame.into()
+        Pending::Frame(frame.into())
     }
 
     fn diff(tracker: &mut Tracker, owner: &OwnerId, key: &str) -> Diff {
@@ -111,9 +123,10 @@ mod tests {
         held.hold(&mut [diff(&mut tracker, &owner, "k1")].into_iter());
         held.hold_push(frame("b"));
         held.hold(&mut [diff(&mut tracker, &owner, "k2")].into_iter());
+        held.hold_push(Pending::PresenceState);
 
         let pushes = held.take_pushes();
-        assert_eq!(pushes, vec![frame("a"), frame("b")]);
+        assert_eq!(pushes, vec![frame("a"), frame("b"), Pending::PresenceState]);
         assert!(held.take_pushes().is_empty(), "taken once");
         let diffs = held.take_diffs();
         assert_eq!(diffs.len(), 2, "the diffs stayed");

@@ -15,7 +15,7 @@ use std::future::Future;
 use fawkes_protocol::Payload;
 
 pub use crate::session::QueueError;
-pub(crate) use held::Held;
+pub(crate) use held::{Held, Pending};
 pub(crate) use instance::{AnyChannel, Backlog, ExitKind, Finished};
 pub(crate) use mailbox::{ChannelMsg, Incoming, Mailbox};
 pub use reply::{Reply, ReplyHandle};

@@ -5,11 +5,14 @@ use fawkes_protocol::{EncodeError, Message, Payload};
 
 use std::marker::PhantomData;
 
-use super::{ChannelMsg, Held, Mailbox, ReplyHandle};
+use super::{ChannelMsg, Held, Mailbox, Pending, ReplyHandle};
 use crate::presence::ChannelPresence;
 use crate::pubsub::{PubSub, SubscriptionId};
 use crate::session::{QueueError, SessionContext, TryPushError};
 use crate::state::AppState;
+
+/// The event of the presence list pushed to a joining client.
+const PRESENCE_STATE_EVENT: &str = "presence_state";
 
 /// Why a push or reply could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +24,9 @@ pub enum PushError {
     /// The client's queue is closed or full.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// `presence_state` asked for on an endpoint without presence.
+    #[error("presence is not enabled on this endpoint")]
+    NoPresence,
 }
 
 /// Why an info message could not be delivered.
@@ -224,8 +230,10 @@ impl<I> ChannelSocket<I> {
     ///
     /// A push made in `join` is sent right after the `ok` join reply (and
     /// not at all if the join is refused or crashes), so a channel can
-    /// greet the client or push a presence list from `join` itself, where
-    /// Phoenix needs `send(self(), :after_join)` and a `handle_info`.
+    /// greet the client from `join` itself, where Phoenix needs
+    /// `send(self(), :after_join)` and a `handle_info`. Its payload is
+    /// taken when `push` is called: for the presence list, use
+    /// [`ChannelSocket::push_presence_state`].
     pub fn push(&self, event: &str, payload: impl Into<Payload>) -> Result<(), PushError> {
         let payload = payload.into();
         let encoded = self.session.serializer.encode_message(&Message {
@@ -241,7 +249,7 @@ impl<I> ChannelSocket<I> {
         // Not subscribed yet: `join` is running (a joined channel is
         // subscribed until it is dropped).
         if self.subscription.is_none() {
-            self.held.hold_push(frame.into());
+            self.held.hold_push(Pending::Frame(frame.into()));
             return Ok(());
         }
         self.session.outbound.deliver(frame.into())?;
@@ -253,15 +261,40 @@ impl<I> ChannelSocket<I> {
     /// subscribed by then, so later pushes go out directly). A frame the queue refuses is dropped: a full queue
     /// closes the session anyway, and a closed one has nobody to read it.
     pub(crate) fn release_pushes(&self) {
-        for frame in self.held.take_pushes() {
-            match self.session.outbound.deliver(frame) {
-                Ok(()) => self.session.pubsub.counters().message_out(),
-                Err(error) => {
-                    tracing::debug!(topic = %self.topic, %error, "push from join not sent");
-                    return;
-                }
+        for push in self.held.take_pushes() {
+            let sent = match push {
+                Pending::Frame(frame) => self
+                    .session
+                    .outbound
+                    .deliver(frame)
+                    .map(|()| self.session.pubsub.counters().message_out())
+                    .map_err(PushError::from),
+                Pending::PresenceState => self.push_presence_state(),
+            };
+            if let Err(error) = sent {
+                tracing::debug!(topic = %self.topic, %error, "push from join not sent");
+                return;
             }
         }
+    }
+
+    /// Push the topic's presence list to this client as `presence_state`
+    /// (Phoenix's `push(socket, "presence_state", Presence.list(socket))`).
+    ///
+    /// In `join` it is sent after the `ok` join reply, and the list is
+    /// taken then, once the channel is subscribed: a change made before
+    /// that is in the list, one made after it comes as a `presence_diff`.
+    /// (A list taken in `join` itself could miss a change made between
+    /// it and the subscription.)
+    pub fn push_presence_state(&self) -> Result<(), PushError> {
+        let Some(presence) = self.presence() else {
+            return Err(PushError::NoPresence);
+        };
+        if self.subscription.is_none() {
+            self.held.hold_push(Pending::PresenceState);
+            return Ok(());
+        }
+        self.push(PRESENCE_STATE_EVENT, presence.list())
     }
 
     /// Broadcast to every subscriber of the topic, this client included.

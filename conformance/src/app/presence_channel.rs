@@ -19,10 +19,10 @@ impl Channel for PresenceChannel {
             Value::Null | Value::Bool(false) => Value::String(self.user_id.clone()),
             name => name,
         };
-        // Both reach the client after the join reply (Phoenix's after_join).
+        // After the join reply, the list taken then (Phoenix's after_join).
         let presence = socket.presence().expect("presence enabled");
         let _ = presence.track(&self.user_id, json!({"name": name, "status": "online"}));
-        socket.push("presence_state", presence.list())?;
+        socket.push_presence_state()?;
         Ok(Payload::empty())
     }
 

@@ -78,7 +78,7 @@ impl Channel for RelayChannel {
             if let Err(error) = presence.track(&key, json!({"online_at": online_at})) {
                 tracing::warn!(%error, key, "presence track failed");
             }
-            socket.push("presence_state", presence.list())?;
+            socket.push_presence_state()?;
         }
         Ok(reply)
     }
