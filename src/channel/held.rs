@@ -87,7 +87,7 @@ impl HoldDiffs for Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::presence::tracker::{OwnerId, ReplicaId, Tracker};
+    use crate::presence::tracker::{ReplicaId, Tracker};
     use fawkes_protocol::{Frame, Message, Payload, Serializer};
 
     fn frame(event: &str) -> Pending {
@@ -102,27 +102,23 @@ mod tests {
         Pending::Frame(frame.into())
     }
 
-    fn diff(tracker: &mut Tracker, owner: &OwnerId, key: &str) -> Diff {
-        tracker
-            .track(
-                owner.clone(),
-                "t",
-                key,
-                Default::default(),
-                format!("ref-{key}"),
-            )
-            .expect("tracks")
+    /// Holds, in `held`, the diff of tracking each of `keys`.
+    fn hold_diffs(held: &Held, keys: &[&str]) {
+        let mut tracker = Tracker::new(ReplicaId::new("n", 1));
+        let owner = tracker.owner(1);
+        for key in keys {
+            let diff = tracker.track(owner.clone(), "t", key, Default::default(), key.to_string());
+            held.hold(&mut [diff.expect("tracks")].into_iter());
+        }
     }
 
     #[test]
     fn pushes_and_diffs_are_taken_apart_each_in_order() {
-        let mut tracker = Tracker::new(ReplicaId::new("n", 1));
-        let owner = tracker.owner(1);
         let held = Held::default();
         held.hold_push(frame("a"));
-        held.hold(&mut [diff(&mut tracker, &owner, "k1")].into_iter());
+        hold_diffs(&held, &["k1"]);
         held.hold_push(frame("b"));
-        held.hold(&mut [diff(&mut tracker, &owner, "k2")].into_iter());
+        hold_diffs(&held, &["k2"]);
         held.hold_push(Pending::PresenceState);
 
         let pushes = held.take_pushes();
@@ -135,11 +131,9 @@ mod tests {
 
     #[test]
     fn taking_the_diffs_drops_the_pushes_of_a_refused_join() {
-        let mut tracker = Tracker::new(ReplicaId::new("n", 1));
-        let owner = tracker.owner(1);
         let held = Held::default();
         held.hold_push(frame("welcome"));
-        held.hold(&mut [diff(&mut tracker, &owner, "k")].into_iter());
+        hold_diffs(&held, &["k"]);
         assert_eq!(held.take_diffs().len(), 1);
         assert!(held.take_pushes().is_empty(), "the push is gone");
     }

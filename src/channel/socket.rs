@@ -258,8 +258,9 @@ impl<I> ChannelSocket<I> {
     }
 
     /// Write what `join` pushed (after its `ok` reply; the channel is
-    /// subscribed by then, so later pushes go out directly). A frame the queue refuses is dropped: a full queue
-    /// closes the session anyway, and a closed one has nobody to read it.
+    /// subscribed by then, so later pushes go out directly). What the
+    /// queue refuses is dropped, with the rest: a full queue closes the
+    /// session anyway, and a closed one has nobody to read it.
     pub(crate) fn release_pushes(&self) {
         for push in self.held.take_pushes() {
             let sent = match push {
@@ -342,11 +343,13 @@ impl<I> ChannelSocket<I> {
 
     /// Publish the presence diffs the last callback produced.
     pub(crate) fn flush_presence(&self) {
-        let diffs = self.held.take_diffs();
-        if let Some(presence) = &self.session.presence {
-            diffs
-                .into_iter()
-                .for_each(|diff| presence.publish_held(diff));
+        // Without presence nothing holds diffs (and the only pushes still
+        // held, a refused join's, go with the channel).
+        let Some(presence) = &self.session.presence else {
+            return;
+        };
+        for diff in self.held.take_diffs() {
+            presence.publish_held(diff);
         }
     }
 }
