@@ -96,7 +96,9 @@ pub trait Channel<Info: Send + 'static = ()>: Send + 'static {
     /// What it pushes reaches the client right after the `ok` join reply
     /// (where a Phoenix channel sends itself `:after_join`), and the diffs
     /// of what it tracks in presence come after that; a refused join's
-    /// pushes are dropped.
+    /// pushes are dropped. For the presence list use
+    /// [`ChannelSocket::push_presence_state`], which reads it after the
+    /// subscription.
     fn join(
         &mut self,
         topic: &str,
