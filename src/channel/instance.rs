@@ -86,7 +86,7 @@ pub(crate) trait AnyChannel: Send + 'static {
     /// Subscribe to the topic (after a successful join).
     fn subscribe(&mut self);
     /// Send the pushes `join` made (after its `ok` reply).
-    fn release_pushes(&mut self);
+    fn release_pushes(&self);
     /// Handle `msg` in a task of its own, then what `backlog` holds, until
     /// it is empty or the channel ends.
     fn handle(self: Box<Self>, msg: ChannelMsg, backlog: Arc<dyn Backlog>) -> JoinHandle<Finished>;
@@ -152,7 +152,7 @@ impl<C: Channel<I>, I: Send + 'static> AnyChannel for Instance<C, I> {
         self.socket.flush_presence();
     }
 
-    fn release_pushes(&mut self) {
+    fn release_pushes(&self) {
         self.socket.release_pushes();
     }
 

@@ -68,7 +68,8 @@ impl Channel for RelayChannel {
                 }
             }
         }
-        // Tracked, and the list pushed, after the join reply.
+        // Tracked now (the diff goes out after the join reply); the list
+        // is read and pushed after the reply too.
         if let (true, Some(presence)) = (self.topic.rule.presence, socket.presence()) {
             let key = self.presence_key(&params, socket);
             let online_at = SystemTime::now()
